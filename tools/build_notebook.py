@@ -1,0 +1,88 @@
+"""Build a lesson notebook from its py:percent twin: execute it and store it with outputs.
+
+Usage (from the repository root):
+
+    python tools/build_notebook.py notebooks/01_tokenization.py [more.py ...]
+    python tools/build_notebook.py --all            # every lesson and solution
+    python tools/build_notebook.py --check          # only check pairs and cleanliness
+
+Each lesson is written as ``NN_name.py`` (jupytext py:percent: readable diffs) and stored as
+``NN_name.ipynb`` with its outputs (so GitHub shows them). This tool executes the notebook
+top to bottom in a fresh kernel, the way "Restart kernel and run all" does, numbers the cell
+ids deterministically, removes UI noise with nbstripout (outputs, counts and ids are kept)
+and writes both files. A cell that raises stops the build, unless it is tagged
+``raises-exception`` (a lesson that shows an error message on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbclient import NotebookClient
+from nbstripout import strip_output
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+CELL_TIMEOUT_S = 600
+
+
+def lesson_sources() -> list[Path]:
+    """Every py:percent lesson and solution under notebooks/."""
+    return sorted(p for p in NOTEBOOKS.glob("**/*.py") if ".ipynb_checkpoints" not in p.parts)
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Deterministic ids, no UI noise; outputs and execution counts stay."""
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{index:03d}"
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nb = strip_output(nb, keep_output=True, keep_count=True, keep_id=True)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def build(py_path: Path, execute: bool = True) -> float:
+    """Execute ``py_path``'s notebook and write the .ipynb beside it; returns seconds taken."""
+    nb = jupytext.read(py_path, fmt="py:percent")
+    start = time.perf_counter()
+    if execute:
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                                resources={"metadata": {"path": str(py_path.parent)}})
+        client.execute()
+    seconds = time.perf_counter() - start
+    nb = clean(nb)
+    ipynb_path = py_path.with_suffix(".ipynb")
+    nbformat.write(nb, ipynb_path)
+    jupytext.write(nb, py_path, fmt="py:percent")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", type=Path, help="py:percent lesson files to build")
+    parser.add_argument("--all", action="store_true", help="build every lesson and solution")
+    parser.add_argument("--no-execute", action="store_true", help="only convert, do not run (outputs are lost)")
+    args = parser.parse_args(argv)
+    paths = lesson_sources() if args.all else [p.with_suffix(".py") for p in args.paths]
+    if not paths:
+        parser.error("name at least one notebooks/NN_name.py, or pass --all")
+    for path in paths:
+        if not path.exists():
+            parser.error(f"{path} does not exist (lessons are written as py:percent files beside the .ipynb)")
+        seconds = build(path, execute=not args.no_execute)
+        print(f"built {path.with_suffix('.ipynb').relative_to(ROOT)} in {seconds:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
