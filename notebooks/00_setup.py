@@ -1,0 +1,316 @@
+# %% [markdown]
+# # 00 · 环境与导览 Setup and tour
+#
+# Welcome to **glm3-teach**. Over the next lessons you will build a miniature ChatGLM3 whose
+# every name and every equation is the real model's, train it on a bilingual corpus, decode
+# from it, and finally load the real ChatGLM3-6B weights with the same code.
+#
+# **You will learn**
+# - how to check that your environment works and which device (CPU or GPU) the lessons use;
+# - the map of the course: what each lesson builds and which module of `glm3_teach` keeps it;
+# - what ChatGLM3-6B really is, with its parameters counted, and a few common myths corrected;
+# - what the course's own corpus looks like, in Chinese and English;
+# - how exercises and their checks work.
+
+# %% [markdown]
+# ## 1. The environment
+#
+# Every lesson starts the same way: pick the device, fix the seeds. `pick_device()` takes a GPU
+# when there is one (CUDA, or Apple's MPS), else the CPU; set the environment variable
+# `GLM3_DEVICE=cpu` before starting JupyterLab to force the CPU. The line below differs from
+# machine to machine, so nbval does not compare it.
+
+# %% tags=["nbval-ignore-output"]
+import torch
+
+from glm3_teach import environment_report, pick_device, seed_everything
+
+device = pick_device()
+seed_everything(0)
+print(environment_report(device))
+
+# %% [markdown]
+# The course needs Python 3.10 or newer and PyTorch 2.2 or newer (for
+# `torch.nn.functional.scaled_dot_product_attention` and safe `torch.load`). If the next cell
+# fails, reinstall with the command in the README.
+
+# %%
+import sys
+
+torch_version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+assert sys.version_info >= (3, 10), f"Python {sys.version.split()[0]} is too old: the course needs 3.10+"
+assert torch_version >= (2, 2), f"PyTorch {torch.__version__} is too old: the course needs 2.2+"
+print("Python and PyTorch are recent enough.")
+
+# %% [markdown]
+# Random numbers are made on the CPU with a fixed seed and then moved to the device, so the
+# same cell prints the same numbers on a laptop and on a GPU server:
+
+# %% tags=["nbval-check-output"]
+generator = seed_everything(2024)
+x = torch.randn(2, 3, generator=generator).to(device)
+print(x.cpu().round(decimals=4))
+
+# %% [markdown]
+# ## 2. The map of the course
+#
+# Each lesson derives one piece in the open, checks the learner's version against the package,
+# and from then on imports the package's. The picture shows the order and the module each
+# lesson leaves behind.
+
+# %%
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
+
+from glm3_teach.fonts import use_cjk_font
+
+use_cjk_font()
+
+LESSONS = [
+    ("00", "环境与导览", "Setup and tour", "device, checks"),
+    ("01", "分词", "Tokenization", "tokenizer"),
+    ("02", "词嵌入与旋转位置编码", "Embeddings and RoPE", "rope"),
+    ("03", "注意力", "Attention", "attention, viz"),
+    ("04", "前馈网络与归一化", "FFN, RMSNorm, GLM block", "layers"),
+    ("05", "组装模型", "The whole model", "model, checkpoint"),
+    ("06", "预训练", "Pretraining", "data, train"),
+    ("07", "解码", "Decoding", "generate"),
+    ("08", "对话微调", "Chat fine-tuning", "chat, sft"),
+    ("09", "工具调用", "Tool calling", "tools"),
+    ("10", "高效微调", "LoRA and P-Tuning v2", "peft"),
+    ("11", "量化", "Quantization", "quant"),
+    ("12", "部署", "Serving", "serve"),
+]
+PARTS = [("Foundations 基础", 0, 2), ("The model 模型", 2, 6), ("Training and decoding 训练与解码", 6, 8),
+         ("Applications 应用", 8, 13)]
+COLOURS = ["#dbe9f6", "#fde2c8", "#d9f0d3", "#eadcf2"]
+
+
+def draw_course_map():
+    fig, ax = plt.subplots(figsize=(11, 6.2))
+    ax.set_xlim(0, 4)
+    ax.set_ylim(-5.6, 0.6)
+    ax.axis("off")
+    centres = {}
+    for column, ((part, start, stop), colour) in enumerate(zip(PARTS, COLOURS)):
+        ax.text(column + 0.5, 0.35, part, ha="center", fontsize=11, weight="bold")
+        for row, (number, zh, en, module) in enumerate(LESSONS[start:stop]):
+            y = -row * 1.15
+            box = FancyBboxPatch((column + 0.06, y - 0.85), 0.88, 0.9, boxstyle="round,pad=0.02",
+                                 facecolor=colour, edgecolor="#555555")
+            ax.add_patch(box)
+            ax.text(column + 0.5, y - 0.2, f"{number} · {zh}", ha="center", fontsize=10, weight="bold")
+            ax.text(column + 0.5, y - 0.45, en, ha="center", fontsize=8.5)
+            ax.text(column + 0.5, y - 0.7, f"glm3_teach.{module}", ha="center", fontsize=7.5, family="monospace",
+                    color="#333333")
+            centres[number] = (column + 0.5, y)
+    for (a, _, _, _), (b, _, _, _) in zip(LESSONS, LESSONS[1:]):
+        (xa, ya), (xb, yb) = centres[a], centres[b]
+        if xa == xb:
+            ax.annotate("", xy=(xb, yb + 0.05), xytext=(xa, ya - 0.85), arrowprops=dict(arrowstyle="->", color="#777777"))
+        else:
+            ax.annotate("", xy=(xb - 0.44, yb - 0.4), xytext=(xa + 0.44, ya - 0.4),
+                        arrowprops=dict(arrowstyle="->", color="#777777", connectionstyle="arc3,rad=-0.25"))
+    ax.set_title("glm3-teach: one miniature ChatGLM3, built lesson by lesson", fontsize=13)
+    return fig
+
+
+draw_course_map();
+
+# %% [markdown]
+# ## 3. What ChatGLM3-6B really is
+#
+# ChatGLM3-6B (Zhipu AI and Tsinghua KEG, October 2023) is a **decoder-only, text-only**
+# transformer with about **6.24 billion parameters**. Its family name comes from **GLM**
+# (General Language Model, 2021), which pretrained with *autoregressive blank infilling*:
+# spans of a text were masked, the unmasked part was read bidirectionally, and the spans were
+# written left to right after a start-of-piece token. The tokens `[gMASK]` ("generate the
+# masked rest") and `sop` ("start of piece") at the front of every ChatGLM3 prompt are the
+# heritage of that design (lesson 03 shows the mask families side by side).
+#
+# The configuration of the real model is read from its `config.json` when you have the
+# reference files (see the README); otherwise the course's built-in copy of the same numbers is
+# used, so this cell runs everywhere.
+
+# %% tags=["nbval-check-output"]
+import json
+
+from glm3_teach.paths import find_reference_file
+
+CHATGLM3_6B = {  # the numbers of THUDM/chatglm3-6b's config.json that decide the shapes
+    "num_layers": 28, "hidden_size": 4096, "ffn_hidden_size": 13696, "kv_channels": 128,
+    "num_attention_heads": 32, "multi_query_group_num": 2, "padded_vocab_size": 65024,
+    "seq_length": 8192, "add_qkv_bias": True,
+}
+config_path = find_reference_file("config.json")
+config = json.loads(config_path.read_text()) if config_path else CHATGLM3_6B
+print("config read from:", "the reference config.json" if config_path else "the built-in copy")
+for key in CHATGLM3_6B:
+    assert config[key] == CHATGLM3_6B[key], f"{key}: {config[key]} != {CHATGLM3_6B[key]}"
+    print(f"{key:>22} = {config[key]}")
+
+# %% [markdown]
+# Where do 6.24 billion parameters come from? Every matrix of the model follows from those
+# numbers. One GLM block has a fused query-key-value projection (32 query heads but only 2
+# key/value groups, plus a bias), an output projection, a SwiGLU feed-forward network whose
+# first matrix is twice as wide (gate and up halves), and two RMSNorm weight vectors:
+
+# %% tags=["nbval-check-output"]
+def chatglm3_parameter_count(c: dict) -> dict:
+    head_dim = c["kv_channels"]
+    qkv_out = c["num_attention_heads"] * head_dim + 2 * c["multi_query_group_num"] * head_dim
+    block = (
+        qkv_out * c["hidden_size"] + qkv_out                              # query_key_value (+ bias)
+        + c["num_attention_heads"] * head_dim * c["hidden_size"]          # dense
+        + 2 * c["ffn_hidden_size"] * c["hidden_size"]                     # dense_h_to_4h (gate | up)
+        + c["ffn_hidden_size"] * c["hidden_size"]                         # dense_4h_to_h
+        + 2 * c["hidden_size"]                                            # two RMSNorm weights
+    )
+    return {
+        "word_embeddings": c["padded_vocab_size"] * c["hidden_size"],
+        f"{c['num_layers']} GLM blocks": c["num_layers"] * block,
+        "final_layernorm": c["hidden_size"],
+        "output_layer": c["padded_vocab_size"] * c["hidden_size"],
+    }
+
+
+parts = chatglm3_parameter_count(config)
+total = sum(parts.values())
+for name, count in parts.items():
+    print(f"{name:>16}: {count:>13,} ({count / total:6.2%})")
+print(f"{'total':>16}: {total:>13,}")
+assert total == 6_243_584_000
+
+# %% [markdown]
+# The total is exactly **6,243,584,000**, the number lesson 05 will meet again when it builds the
+# real model on PyTorch's "meta" device. About 91% of it sits in the 28 blocks; the input
+# embedding and the (untied) output layer hold about 4.3% each.
+#
+# ### Myths, corrected
+# Summaries of ChatGLM3 on the web often repeat things that are true of older GLM models but not
+# of this one. Every claim below is checked against the numbers above or proved in a later lesson.
+#
+# | you may read | what ChatGLM3-6B actually does | where the course shows it |
+# | --- | --- | --- |
+# | "an encoder-decoder / prefix-LM like GLM-130B" | a causal decoder; `AutoModelForSeq2SeqLM` in its config is only a registration name | 03, 05 |
+# | "uses GLM's 2-D position ids" | 1-D positions 0, 1, 2, ... with rotary embeddings on half of each head | 02 |
+# | "standard multi-head attention" | grouped-query attention: 32 query heads share 2 key/value groups | 03 |
+# | "input and output embeddings are tied" | untied: `output_layer` is a separate 65024 × 4096 matrix | 05 |
+# | "a multimodal model" | text only (the vision models of the family are separate) | 00 |
+# | "its vocabulary has 65,024 tokens" | the tokenizer uses 64,798 ids; the rest are padding rows | 01 |
+
+# %% tags=["nbval-check-output"]
+qkv_out = config["num_attention_heads"] * config["kv_channels"] + 2 * config["multi_query_group_num"] * config["kv_channels"]
+kv_saving = config["num_attention_heads"] / config["multi_query_group_num"]
+print(f"query_key_value output width: {qkv_out} (= 32 query heads x 128 + 2 x 2 groups x 128)")
+print(f"the key/value cache is {kv_saving:.0f}x smaller than with one key/value head per query head")
+assert qkv_out == 4608 and kv_saving == 16
+
+# %% [markdown]
+# ## 4. The course's corpus
+#
+# Nothing in this course is downloaded at run time. The pretraining text is written by the
+# course's own generator (`glm3_teach/stories.py`): simple stories about children, animals, a
+# town, the weather and a tea shop, each planned once and then rendered in **Chinese and
+# English**, so the same story exists in both languages. Here is the first training story:
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.data import load_documents
+
+chinese = load_documents("train", "zh")
+english = load_documents("train", "en")
+assert len(chinese) == len(english)
+print(chinese[0])
+print()
+print(english[0])
+
+# %% [markdown]
+# How big is it? Lesson 01 trains a tokenizer on the training split and lesson 06 pretrains the
+# model on it; the validation split holds stories the model never trains on.
+
+# %% tags=["nbval-check-output"]
+import re
+
+from glm3_teach.data import load_corpus
+
+for split in ("train", "val"):
+    zh, en = load_corpus(split, "zh"), load_corpus(split, "en")
+    han = len(re.findall(r"[\u4e00-\u9fff]", zh))
+    letters = len(re.findall(r"[A-Za-z]", en))
+    print(f"{split:>5}: {len(load_documents(split, 'zh')):>6,} stories | {han:>9,} Chinese characters | {letters:>9,} English letters")
+    assert han >= (1_000_000 if split == "train" else 100_000)
+
+# %% [markdown]
+# Want the lessons to use your own text? Pass `path="my_text.txt"` to `load_corpus` and
+# `load_documents`, or set the environment variable `GLM3_CORPUS` to a UTF-8 file before starting
+# JupyterLab. Documents are separated by blank lines; the last 10% become the validation split.
+#
+# ## 5. Exercises and checks
+#
+# Each lesson ends with small exercises. You write a function; `check` runs it beside the
+# package's reference on a few inputs and tells you precisely what differs: the input, what was
+# expected, what came back, and a hint. It never stops "Run All": an unfinished exercise just
+# says so. Here is what a wrong answer looks like, so you know how to read one:
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.checks import check
+
+
+def count_han_reference(text: str) -> int:
+    return len(re.findall(r"[\u4e00-\u9fff]", text))
+
+
+def count_han_wrong(text: str) -> int:
+    return len(text)  # counts every character, not only Chinese ones
+
+
+check("count_han", count_han_wrong, count_han_reference, ["茶馆", "我喝了3杯茶。", "Tea 茶"],
+      hint="only characters between U+4E00 and U+9FFF are Chinese characters");
+
+# %% [markdown]
+# ### Exercise 1: count the Chinese characters
+# Write `count_han(text)` returning how many characters of `text` lie in the CJK Unified
+# Ideographs block (U+4E00 to U+9FFF). Replace `raise NotImplementedError` with your code,
+# then run the check below it.
+
+# %%
+def count_han(text: str) -> int:
+    raise NotImplementedError
+
+
+# %%
+check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵"],
+      hint="test each character with '\\u4e00' <= ch <= '\\u9fff'");
+
+# %% [markdown]
+# ### Exercise 2: the parameters of one GLM block
+# Using the config above, write `block_parameters(config)` returning the number of parameters in
+# **one** GLM block of ChatGLM3-6B: `query_key_value` (weight and bias), `dense`,
+# `dense_h_to_4h`, `dense_4h_to_h` and the two RMSNorm weights. (Answer: 203,960,832.)
+
+# %%
+def block_parameters(config: dict) -> int:
+    raise NotImplementedError
+
+
+# %%
+def block_parameters_reference(config: dict) -> int:
+    return chatglm3_parameter_count({**config, "num_layers": 1})["1 GLM blocks"]
+
+
+check("block_parameters", block_parameters, block_parameters_reference, [config, {**config, "ffn_hidden_size": 1024}],
+      hint="query_key_value maps hidden_size to 32*128 + 2*2*128 outputs and has a bias");
+
+# %% [markdown]
+# Solutions are in `notebooks/solutions/00_setup_solutions.ipynb`; try first.
+#
+# ## Summary
+# - `pick_device()` chooses the GPU when there is one (override with `GLM3_DEVICE`), and
+#   `seed_everything(seed)` makes every run repeatable.
+# - ChatGLM3-6B is a 6,243,584,000-parameter causal decoder: 28 pre-norm GLM blocks, grouped-query
+#   attention with 2 key/value groups, SwiGLU, RMSNorm, rotary positions on half of each head, and
+#   an untied output layer. `[gMASK]` and `sop` are GLM's heritage.
+# - The corpus is the course's own, parallel in Chinese and English, with a tea shop in it.
+# - `check(...)` grades exercises with messages that say what to fix.
+#
+# Next: **01 · 分词 Tokenization**, where text becomes the integers a model reads.

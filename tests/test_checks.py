@@ -1,0 +1,97 @@
+"""The exercise checker: a verdict a learner can act on, never a bare assertion."""
+
+import pytest
+import torch
+
+from glm3_teach.checks import Case, check, check_value, explain_difference
+
+
+def merge_reference(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+CASES = [([1, 2, 3, 1, 2], (1, 2), 4), Case(args=([], (1, 2), 4), label="empty")]
+
+
+def test_a_correct_function_passes_and_says_how_many_cases(capsys):
+    result = check("merge", merge_reference, merge_reference, CASES)
+    assert result and result.cases_run == 2
+    assert "all 2 cases match" in capsys.readouterr().out
+
+
+def test_a_wrong_function_names_the_input_the_expected_and_the_result(capsys):
+    def forgets_to_skip(ids, pair, new_id):
+        return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]
+
+    result = check("merge", forgets_to_skip, merge_reference, CASES, hint="skip the second id of a merged pair")
+    out = capsys.readouterr().out
+    assert not result
+    assert "case 1 of 2" in out
+    assert "input:    [1, 2, 3, 1, 2], (1, 2), 4" in out
+    assert "expected: [4, 3, 4]" in out
+    assert "got:      [4, 2, 3, 4, 2]" in out
+    assert "expected 3 items, got 5" in out
+    assert "hint:     skip the second id" in out
+
+
+def test_an_unwritten_exercise_is_reported_as_not_written_not_as_a_crash(capsys):
+    def stub(ids, pair, new_id):
+        raise NotImplementedError
+
+    assert not check("merge", stub, merge_reference, CASES)
+    assert "not written yet" in capsys.readouterr().out
+
+
+def test_a_function_that_returns_nothing_is_reported(capsys):
+    assert not check("merge", lambda *a: None, merge_reference, CASES)
+    assert "returned None" in capsys.readouterr().out
+
+
+def test_an_exception_in_the_learner_code_is_shown_with_its_input(capsys):
+    def crashes(ids, pair, new_id):
+        return ids[10]
+
+    assert not check("merge", crashes, merge_reference, CASES)
+    out = capsys.readouterr().out
+    assert "raised IndexError" in out and "input:" in out
+
+
+def test_changing_the_input_in_place_is_reported(capsys):
+    def doubles_in_place(x):
+        return x.mul_(2)
+
+    assert not check("double", doubles_in_place, lambda x: x * 2, [(torch.ones(3),)])
+    assert "changed its input in place" in capsys.readouterr().out
+
+
+def test_tensors_are_compared_by_shape_then_within_tolerance():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert explain_difference(a, a + 1e-7) is None
+    assert "expected shape [2, 2], got shape [4]" in explain_difference(a, a.flatten())
+    message = explain_difference(a, a + torch.tensor([[0.0, 0.0], [0.5, 0.0]]))
+    assert "index [1, 0]" in message and "expected 3" in message and "got 3.5" in message
+    assert "NaN" in explain_difference(a, a * float("nan"))
+
+
+def test_integer_tensors_must_match_exactly():
+    assert "first at index [2]" in explain_difference(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4]))
+
+
+def test_check_value_accepts_a_close_float_and_rejects_a_far_one(capsys):
+    assert check_value("loss", 2.3025851, 2.302585093)
+    assert not check_value("loss", 2.5, 2.302585093, hint="the uniform loss is ln(V)")
+    out = capsys.readouterr().out
+    assert "expected 2.30259, got 2.5" in out and "ln(V)" in out
+
+
+def test_check_needs_cases():
+    with pytest.raises(ValueError, match="at least one case"):
+        check("nothing", len, len, [])
