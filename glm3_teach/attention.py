@@ -1,0 +1,217 @@
+"""Scaled dot-product attention, masks, grouped-query attention and ChatGLM3's self-attention.
+
+Taught in lesson 03 (注意力 Attention). Two ways to compute the same thing:
+
+- ``explicit_attention`` writes ``softmax(q·kᵀ / sqrt(head_dim)) · v`` out step by step (the
+  softmax in fp32, as ChatGLM3's own path does) and returns the probabilities, which the
+  attention maps in ``glm3_teach.viz`` draw;
+- ``fused_attention`` calls PyTorch's ``F.scaled_dot_product_attention`` (faster, never
+  builds the ``[seq, seq]`` matrix on most backends). In fp32 the two agree within 1e-5.
+
+**Mask convention.** Every mask here is boolean with **True = may attend**, PyTorch's SDPA
+convention. ChatGLM3's own ``get_masks`` uses the opposite (True = masked) and hands SDPA
+``~mask``; the masks mean the same thing. ``padding_mask`` (the tokenizer's
+``attention_mask``) is 1 for a real token and 0 for padding.
+
+**Grouped-query attention (GQA).** ChatGLM3-6B has 32 query heads but only 2 key/value
+groups. The fused projection ``query_key_value`` outputs ``[all Q heads | K groups | V
+groups]`` (not interleaved per group), and query head ``h`` reads group
+``h // (num_heads // num_kv_groups)``.
+
+**Layout.** Inside this package activations are batch-first, ``[batch, heads, seq, head_dim]``
+(nanoGPT's ``(B, nh, T, hs)``), which reads more easily. The real ChatGLM3 code is
+sequence-first (``[seq, batch, ...]``); the numbers are identical. The KV cache of a layer
+is a ``(k, v)`` tuple of ``[batch, num_kv_groups, seq_so_far, head_dim]``, keys stored
+**after RoPE and before the group expansion**, so it is 16x smaller than the expanded one
+on ChatGLM3-6B.
+
+What it leaves out: the pre-torch-2 ``baddbmm`` path with layer-number scaling (the factor
+cancels), flash-attention varlen packing, and P-Tuning v2 prefixes (lesson 10).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from glm3_teach.rope import apply_rotary_pos_emb
+
+if TYPE_CHECKING:
+    from glm3_teach.model import ChatGLMConfig
+
+KVCache = tuple[torch.Tensor, torch.Tensor]
+ATTENTION_IMPLS = ("fused", "explicit")
+
+
+def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """``[q_len, k_len]`` bool, True where query ``i`` may see key ``j``.
+
+    The queries are the *last* ``q_len`` of the ``k_len`` positions (with a KV cache the
+    first ``k_len - q_len`` keys are the past), so query ``i`` sees keys ``j <= k_len - q_len + i``.
+
+    >>> causal_mask(2, 3).int()
+    tensor([[1, 1, 0],
+            [1, 1, 1]], dtype=torch.int32)
+    """
+    k_len = q_len if k_len is None else k_len
+    if q_len < 1 or k_len < q_len:
+        raise ValueError(f"need 1 <= q_len <= k_len, got q_len={q_len}, k_len={k_len}")
+    query_pos = torch.arange(k_len - q_len, k_len, device=device)  # [q_len] absolute positions
+    key_pos = torch.arange(k_len, device=device)                   # [k_len]
+    return key_pos[None, :] <= query_pos[:, None]                  # [q_len, k_len]
+
+
+def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, past_len: int = 0) -> torch.Tensor:
+    """Causal + padding mask ``[batch, 1, q_len, past_len + q_len]``, True = may attend.
+
+    ``padding_mask`` is ``[batch, past_len + q_len]`` with 1 for real tokens and 0 for pads
+    (the tokenizer's ``attention_mask``, covering the cached past too). A query sees a key
+    when the key is not in its future and is not a pad. A **pad query** would then see
+    nothing (its softmax would be NaN); like ChatGLM3, its row is opened to every key. Its
+    output is garbage that no real token ever reads, since real queries never see pad keys.
+    """
+    if padding_mask.dim() != 2:
+        raise ValueError(f"padding_mask must be [batch, seq_len] of 0/1, got shape {list(padding_mask.shape)}")
+    k_len = padding_mask.shape[1]
+    q_len = k_len - past_len if q_len is None else q_len
+    if q_len + past_len != k_len:
+        raise ValueError(f"padding_mask covers {k_len} positions but past_len + q_len = {past_len + q_len}")
+    keep = padding_mask.bool()                                                  # [b, k]
+    allowed = causal_mask(q_len, k_len, keep.device)[None] & keep[:, None, :]  # [b, q, k]
+    pad_query = ~keep[:, past_len:]                                             # [b, q]
+    allowed = allowed | pad_query[:, :, None]                                   # pad rows see every key
+    return allowed[:, None]                                                     # [b, 1, q, k]
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> None:
+    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4 or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q, k, v must be [batch, heads, seq, head_dim] with the same heads and head_dim "
+                         f"(expand KV groups with repeat_kv first); got q {list(q.shape)}, k {list(k.shape)}, "
+                         f"v {list(v.shape)}")
+    if is_causal and (mask is not None or q.shape[2] != k.shape[2]):
+        raise ValueError("is_causal=True needs mask=None and as many queries as keys; with a KV cache "
+                         "pass mask=causal_mask(q_len, k_len) instead")
+    if mask is not None and mask.dtype != torch.bool:
+        raise ValueError(f"mask must be bool with True = may attend, got dtype {mask.dtype}")
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                       is_causal: bool = False, dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q·kᵀ / sqrt(head_dim)) · v`` written out; returns ``(output, probabilities)``.
+
+    ``q``: ``[batch, heads, q_len, head_dim]``; ``k``, ``v``: ``[batch, heads, k_len, head_dim]``;
+    ``mask``: bool, True = may attend, broadcastable to ``[batch, heads, q_len, k_len]``.
+    Returns ``output [batch, heads, q_len, head_dim]`` and ``probabilities
+    [batch, heads, q_len, k_len]`` (rows sum to 1). The softmax runs in fp32 and is cast
+    back to ``v``'s dtype. A row with no key allowed would be NaN, as in PyTorch.
+    """
+    _check_qkv(q, k, v, mask, is_causal)
+    if is_causal:
+        mask = causal_mask(q.shape[2], k.shape[2], q.device)
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # [b, h, q_len, k_len]
+    scores = scores.float()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)                       # [b, h, q_len, k_len]
+    weights = F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs
+    return torch.matmul(weights, v), probs                                  # [b, h, q_len, head_dim]
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                    is_causal: bool = False, dropout_p: float = 0.0) -> torch.Tensor:
+    """The same as ``explicit_attention`` through ``F.scaled_dot_product_attention``; output only.
+
+    Shapes and mask convention as in ``explicit_attention`` (SDPA also reads True = may attend).
+    """
+    _check_qkv(q, k, v, mask, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Expand KV groups to query heads: ``[batch, groups, seq, head_dim] -> [batch, groups * n_rep, seq, head_dim]``.
+
+    Head ``h`` gets group ``h // n_rep`` (ChatGLM3-6B: heads 0-15 read group 0, 16-31 group 1),
+    the same as ``x.repeat_interleave(n_rep, dim=1)``.
+    """
+    if n_rep == 1:
+        return x
+    return repeat(x, "b g s d -> b (g r) s d", r=n_rep)
+
+
+def split_qkv(mixed: torch.Tensor, num_heads: int, num_kv_groups: int, head_dim: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut the output of ``query_key_value`` into heads.
+
+    ``mixed``: ``[batch, seq, num_heads*head_dim + 2*num_kv_groups*head_dim]``, laid out
+    ``[Q of head 0, head 1, ... | K of group 0, group 1, ... | V of group 0, ...]``.
+    Returns ``q [batch, num_heads, seq, head_dim]``, ``k`` and ``v [batch, num_kv_groups, seq, head_dim]``.
+    """
+    q_size, kv_size = num_heads * head_dim, num_kv_groups * head_dim
+    if mixed.shape[-1] != q_size + 2 * kv_size:
+        raise ValueError(f"query_key_value output has {mixed.shape[-1]} features, expected "
+                         f"{num_heads}*{head_dim} + 2*{num_kv_groups}*{head_dim} = {q_size + 2 * kv_size}")
+    q, k, v = mixed.split([q_size, kv_size, kv_size], dim=-1)
+    q = rearrange(q, "b s (h d) -> b h s d", d=head_dim)  # [b, s, H*D] -> [b, H, s, D]
+    k = rearrange(k, "b s (g d) -> b g s d", d=head_dim)  # [b, s, G*D] -> [b, G, s, D]
+    v = rearrange(v, "b s (g d) -> b g s d", d=head_dim)  # [b, s, G*D] -> [b, G, s, D]
+    return q, k, v
+
+
+class SelfAttention(nn.Module):
+    """ChatGLM3's attention sub-layer: ``query_key_value`` (with bias), RoPE, GQA, ``dense``.
+
+    The projection size is ``num_attention_heads * kv_channels``; ChatGLM allows it to
+    differ from ``hidden_size`` (``dense`` maps it back). The path is
+    ``config.attention_impl`` (``"fused"`` or ``"explicit"``), read at every call, so
+    ``model.config.attention_impl = "explicit"`` switches a built model.
+    """
+
+    def __init__(self, config: ChatGLMConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.num_kv_groups = config.num_kv_groups
+        self.head_dim = config.kv_channels
+        projection_size = self.num_heads * self.head_dim
+        self.query_key_value = nn.Linear(config.hidden_size, projection_size + 2 * self.num_kv_groups * self.head_dim,
+                                         bias=config.add_bias_linear or config.add_qkv_bias)
+        self.dense = nn.Linear(projection_size, config.hidden_size, bias=config.add_bias_linear)
+
+    def forward(self, hidden_states: torch.Tensor, rope_cache: torch.Tensor, mask: torch.Tensor | None = None,
+                is_causal: bool = False, kv_cache: KVCache | None = None, use_cache: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, KVCache | None, torch.Tensor | None]:
+        """``hidden_states [batch, seq, hidden_size]`` -> ``(output [batch, seq, hidden_size], kv_cache, probs)``.
+
+        ``rope_cache``: ``[batch, seq, rotary_dim // 2, 2]`` for these tokens' positions.
+        ``mask``/``is_causal``: as in ``explicit_attention`` (the model builds them).
+        ``kv_cache``: this layer's past ``(k, v)``, each ``[batch, num_kv_groups, past, head_dim]``.
+        Returns the new cache (past + these tokens) when ``use_cache``, and the probabilities
+        ``[batch, num_heads, seq, past + seq]`` when ``output_attentions`` (which forces the
+        explicit path), else ``None`` for each.
+        """
+        mixed = self.query_key_value(hidden_states)                    # [b, s, H*D + 2*G*D]
+        q, k, v = split_qkv(mixed, self.num_heads, self.num_kv_groups, self.head_dim)
+        q = apply_rotary_pos_emb(q, rope_cache)                        # [b, H, s, D]
+        k = apply_rotary_pos_emb(k, rope_cache)                        # [b, G, s, D]
+        if kv_cache is not None:
+            k = torch.cat([kv_cache[0], k], dim=2)                     # [b, G, past + s, D]
+            v = torch.cat([kv_cache[1], v], dim=2)                     # [b, G, past + s, D]
+        new_cache = (k, v) if use_cache else None
+        n_rep = self.num_heads // self.num_kv_groups
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)                # [b, H, past + s, D]
+        dropout_p = self.config.attention_dropout if self.training else 0.0
+        impl = self.config.attention_impl
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"config.attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+        probs = None
+        if output_attentions or impl == "explicit":
+            out, probs = explicit_attention(q, k, v, mask, is_causal, dropout_p)
+        else:
+            out = fused_attention(q, k, v, mask, is_causal, dropout_p)
+        out = rearrange(out, "b h s d -> b s (h d)")                   # heads concatenated head-major
+        return self.dense(out), new_cache, (probs if output_attentions else None)

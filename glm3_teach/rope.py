@@ -1,0 +1,126 @@
+"""Rotary position embedding (RoPE), ChatGLM3's variant.
+
+Taught in lesson 02 (词嵌入与旋转位置编码 Embeddings and RoPE). Attention on its own is blind
+to word order; RoPE tells it where each token sits by *rotating* query and key vectors by
+an angle proportional to the position, so that ``q·k`` depends only on how far apart the
+two tokens are.
+
+ChatGLM3 does it its own way, and a checkpoint only works with exactly this way:
+
+- only the **first half** of every head is rotated (``rotary_dim = head_dim // 2``, 64 of
+  128 dims in ChatGLM3-6B); the second half passes through unchanged;
+- dims are rotated in **interleaved pairs** ``(x[2i], x[2i+1])``, not LLaMA's half-split
+  ``rotate_half`` form::
+
+      out[2i]   = x[2i]   * cos(pos * theta_i) - x[2i+1] * sin(pos * theta_i)
+      out[2i+1] = x[2i+1] * cos(pos * theta_i) + x[2i]   * sin(pos * theta_i)
+
+- ``theta_i = 1 / base ** (2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1`` with
+  ``base = 10000 * rope_ratio`` (``rope_ratio`` is 1 for chatglm3-6b; the 32k variant
+  raises it). The exponent divides by ``rotary_dim`` (64), not by ``head_dim`` (128);
+- the cos/sin cache is computed in fp32 and then **rounded to the model dtype** when the
+  model runs in fp16 or bf16, as the real code does.
+
+What it leaves out: the 2-D positions of the original ChatGLM-6B (ChatGLM3 uses plain 1-D
+positions), and other models' RoPE variants (the lesson writes LLaMA's half-split form in
+the open to compare).
+
+Shapes: ``rope_cache`` is ``[seq_len, rotary_dim // 2, 2]`` (last axis: cos, sin); after
+indexing with ``position_ids [batch, seq_len]`` it is ``[batch, seq_len, rotary_dim // 2, 2]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ROPE_BASE = 10000.0
+_ROUNDED_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _check_rotary_dim(rotary_dim: int) -> None:
+    if not isinstance(rotary_dim, int) or rotary_dim <= 0 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be a positive even int (dims are rotated in pairs), got {rotary_dim!r}; "
+                         f"ChatGLM3 uses rotary_dim = head_dim // 2, so head_dim must be a multiple of 4")
+
+
+def rope_frequencies(rotary_dim: int, rope_ratio: float = 1.0, base: float = ROPE_BASE) -> torch.Tensor:
+    """The rotation speed of each pair, ``theta_i = 1 / (base * rope_ratio) ** (2i / rotary_dim)``.
+
+    Returns an fp32 tensor ``[rotary_dim // 2]``. For chatglm3-6b (``rotary_dim = 64``) the
+    first pair turns 1 radian per position and the last ``10000 ** (-62/64)`` radians.
+
+    >>> rope_frequencies(4)
+    tensor([1.0000, 0.0100])
+    """
+    _check_rotary_dim(rotary_dim)
+    if rope_ratio <= 0:
+        raise ValueError(f"rope_ratio must be positive, got {rope_ratio!r} (1 for chatglm3-6b)")
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim  # [rotary_dim // 2]
+    return 1.0 / (base * rope_ratio) ** exponents
+
+
+def build_rope_cache(seq_len: int, rotary_dim: int, rope_ratio: float = 1.0, dtype: torch.dtype = torch.float32,
+                     device: torch.device | str | None = None, base: float = ROPE_BASE) -> torch.Tensor:
+    """cos and sin of ``pos * theta_i`` for every position: ``[seq_len, rotary_dim // 2, 2]``.
+
+    Computed in fp32; rounded to ``dtype`` when it is fp16 or bf16 (ChatGLM3 does the same,
+    so a bf16 model sees slightly rounded angles). Any other ``dtype`` keeps fp32.
+    """
+    theta = rope_frequencies(rotary_dim, rope_ratio, base).to(device)   # [rotary_dim // 2]
+    positions = torch.arange(seq_len, dtype=torch.float32, device=device)  # [seq_len]
+    angles = torch.outer(positions, theta)                                # [seq_len, rotary_dim // 2]
+    cache = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)   # [seq_len, rotary_dim // 2, 2]
+    return cache.to(dtype) if dtype in _ROUNDED_DTYPES else cache
+
+
+def apply_rotary_pos_emb(x: torch.Tensor, rope_cache: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``rotary_dim`` dims of every head of ``x`` in interleaved pairs.
+
+    ``x``: ``[batch, heads, seq_len, head_dim]`` (heads may be query heads or KV groups).
+    ``rope_cache``: ``[batch, seq_len, rotary_dim // 2, 2]`` (one row per token, already
+    indexed by its position) or ``[seq_len, rotary_dim // 2, 2]`` (shared by the batch).
+    Returns a tensor shaped like ``x``; dims ``rotary_dim:`` are returned unchanged.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be [batch, heads, seq_len, head_dim], got shape {list(x.shape)}")
+    if rope_cache.dim() == 3:
+        rope_cache = rope_cache.unsqueeze(0)                              # [1, seq_len, pairs, 2]
+    seq_len, pairs = rope_cache.shape[1], rope_cache.shape[2]
+    rotary_dim = 2 * pairs
+    if seq_len != x.shape[2] or rotary_dim > x.shape[-1] or rope_cache.shape[-1] != 2:
+        raise ValueError(f"rope_cache {list(rope_cache.shape)} does not fit x {list(x.shape)}: it needs "
+                         f"[batch, seq_len={x.shape[2]}, pairs <= {x.shape[-1] // 2}, 2]")
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    x_pairs = x_rot.unflatten(-1, (pairs, 2))                             # [b, h, s, pairs, 2]
+    cos = rope_cache[..., 0].unsqueeze(1).to(x.dtype)                     # [b, 1, s, pairs]
+    sin = rope_cache[..., 1].unsqueeze(1).to(x.dtype)                     # [b, 1, s, pairs]
+    even, odd = x_pairs[..., 0], x_pairs[..., 1]                          # x[2i], x[2i+1]: [b, h, s, pairs]
+    rotated = torch.stack([even * cos - odd * sin, odd * cos + even * sin], dim=-1)  # [b, h, s, pairs, 2]
+    return torch.cat([rotated.flatten(-2), x_pass], dim=-1)               # [b, h, s, head_dim]
+
+
+class RotaryEmbedding(nn.Module):
+    """Holds ChatGLM3's ``inv_freq`` buffer and builds the rope cache.
+
+    ``rotary_dim`` is the number of rotated dims (``head_dim // 2``). The ``inv_freq``
+    buffer (``[rotary_dim // 2]``) is part of the checkpoint, under the name
+    ``transformer.rotary_pos_emb.inv_freq``, but, as in the real model, the maths never
+    reads its values: the cache is recomputed in fp32 from ``base`` each time, and only the
+    buffer's dtype (fp16/bf16 means "round the cache") and device are used.
+    """
+
+    def __init__(self, rotary_dim: int, rope_ratio: float = 1.0, base: float = ROPE_BASE):
+        super().__init__()
+        self.rotary_dim = rotary_dim
+        self.rope_ratio = rope_ratio
+        self.base = base
+        self.register_buffer("inv_freq", rope_frequencies(rotary_dim, rope_ratio, base))
+
+    def forward(self, seq_len: int) -> torch.Tensor:
+        """The cache for positions ``0 .. seq_len-1``: ``[seq_len, rotary_dim // 2, 2]``."""
+        return build_rope_cache(seq_len, self.rotary_dim, self.rope_ratio, dtype=self.inv_freq.dtype,
+                                device=self.inv_freq.device, base=self.base)
+
+    def extra_repr(self) -> str:
+        return f"rotary_dim={self.rotary_dim}, base={self.base:g} * rope_ratio={self.rope_ratio:g}"
