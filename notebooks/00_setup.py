@@ -264,8 +264,9 @@ def count_han_wrong(text: str) -> int:
     return len(text)  # counts every character, not only Chinese ones
 
 
-check("count_han", count_han_wrong, count_han_reference, ["茶馆", "我喝了3杯茶。", "Tea 茶"],
-      hint="only characters between U+4E00 and U+9FFF are Chinese characters");
+result = check("count_han", count_han_wrong, count_han_reference, ["茶馆", "我喝了3杯茶。", "Tea 茶"],
+               hint="only characters between U+4E00 and U+9FFF are Chinese characters")
+assert not result  # the wrong version really is caught
 
 # %% [markdown]
 # ### Exercise 1: count the Chinese characters
@@ -298,7 +299,7 @@ def block_parameters_reference(config: dict) -> int:
     return chatglm3_parameter_count({**config, "num_layers": 1})["1 GLM blocks"]
 
 
-check("block_parameters", block_parameters, block_parameters_reference, [config, {**config, "ffn_hidden_size": 1024}],
+check("block_parameters", block_parameters, block_parameters_reference, [(config,), ({**config, "ffn_hidden_size": 1024},)],
       hint="query_key_value maps hidden_size to 32*128 + 2*2*128 outputs and has a bias");
 
 # %% [markdown]

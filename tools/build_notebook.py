@@ -42,6 +42,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = copy.deepcopy(nb)
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:03d}"
+        tags = cell.get("metadata", {}).get("tags", [])
+        cell["metadata"] = {"tags": tags} if tags else {}  # no execution timestamps, no UI state
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
@@ -63,7 +65,11 @@ def build(py_path: Path, execute: bool = True) -> float:
     nb = clean(nb)
     ipynb_path = py_path.with_suffix(".ipynb")
     nbformat.write(nb, ipynb_path)
-    jupytext.write(nb, py_path, fmt="py:percent")
+    # The .py twin carries no jupytext header (no version number to churn in diffs):
+    # the same filters as jupytext.toml, applied explicitly.
+    twin = copy.deepcopy(nb)
+    twin.metadata["jupytext"] = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "tags,-all"}
+    jupytext.write(twin, py_path, fmt="py:percent")
     return seconds
 
 
@@ -72,10 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="py:percent lesson files to build")
     parser.add_argument("--all", action="store_true", help="build every lesson and solution")
     parser.add_argument("--no-execute", action="store_true", help="only convert, do not run (outputs are lost)")
+    parser.add_argument("--clean-only", action="store_true",
+                        help="re-clean the stored .ipynb files named (outputs kept, nothing is run)")
     args = parser.parse_args(argv)
-    paths = lesson_sources() if args.all else [p.with_suffix(".py") for p in args.paths]
+    paths = lesson_sources() if args.all else [p.resolve().with_suffix(".py") for p in args.paths]
     if not paths:
         parser.error("name at least one notebooks/NN_name.py, or pass --all")
+    if args.clean_only:
+        for path in paths:
+            ipynb_path = path.with_suffix(".ipynb")
+            nbformat.write(clean(nbformat.read(ipynb_path, as_version=4)), ipynb_path)
+            print(f"cleaned {ipynb_path.relative_to(ROOT)}")
+        return 0
     for path in paths:
         if not path.exists():
             parser.error(f"{path} does not exist (lessons are written as py:percent files beside the .ipynb)")

@@ -53,5 +53,5 @@ def block_parameters(config: dict) -> int:
     return query_key_value + dense + mlp + norms
 
 
-assert check("block_parameters", block_parameters, chatglm3_block_parameters, [CONFIG, {**CONFIG, "ffn_hidden_size": 1024}])
+assert check("block_parameters", block_parameters, chatglm3_block_parameters, [(CONFIG,), ({**CONFIG, "ffn_hidden_size": 1024},)])
 print(f"{block_parameters(CONFIG):,}")
