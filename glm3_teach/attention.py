@@ -108,7 +108,8 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: 
     ``mask``: bool, True = may attend, broadcastable to ``[batch, heads, q_len, k_len]``.
     Returns ``output [batch, heads, q_len, head_dim]`` and ``probabilities
     [batch, heads, q_len, k_len]`` (rows sum to 1). The softmax runs in fp32 and is cast
-    back to ``v``'s dtype. A row with no key allowed would be NaN, as in PyTorch.
+    back to ``v``'s dtype. A query row with no key allowed comes out NaN here (recent PyTorch's
+    SDPA returns zeros for it instead); the model's masks never leave a row empty.
     """
     _check_qkv(q, k, v, mask, is_causal)
     if is_causal:

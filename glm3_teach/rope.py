@@ -115,7 +115,8 @@ class RotaryEmbedding(nn.Module):
         self.rotary_dim = rotary_dim
         self.rope_ratio = rope_ratio
         self.base = base
-        self.register_buffer("inv_freq", rope_frequencies(rotary_dim, rope_ratio, base))
+        # As in the real model, the stored buffer ignores rope_ratio (it only changes the cache).
+        self.register_buffer("inv_freq", rope_frequencies(rotary_dim, 1.0, base))
 
     def forward(self, seq_len: int) -> torch.Tensor:
         """The cache for positions ``0 .. seq_len-1``: ``[seq_len, rotary_dim // 2, 2]``."""

@@ -20,7 +20,8 @@ What it leaves out: attention rollout / attribution methods and head clustering.
 
 from __future__ import annotations
 
-from typing import Sequence
+import operator
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -51,12 +52,23 @@ def _label(token: str) -> str:
     return text if len(text) <= 12 else text[:11] + "…"
 
 
+def _index(name: str, value: Any, size: int, what: str) -> int:
+    """``value`` as a plain int in ``0 .. size-1`` (NumPy and 0-d torch integers accepted), else a clear error."""
+    try:
+        index = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < size:
+        raise ValueError(f"{name}={value!r} is out of range: there are {size} {what} (use 0 .. {size - 1})")
+    return index
+
+
 def _select(stacked: torch.Tensor, tokens: Sequence[str], layer: int, head: int, batch_index: int) -> np.ndarray:
     """The ``[q_len, k_len]`` map of one layer, head and batch row, after checking the indices."""
     layers, batch, heads, _, k_len = stacked.shape
-    for name, value, size in (("layer", layer, layers), ("head", head, heads), ("batch_index", batch_index, batch)):
-        if not isinstance(value, int) or not 0 <= value < size:
-            raise ValueError(f"{name}={value!r} is out of range: this model has {size} (use 0 .. {size - 1})")
+    layer = _index("layer", layer, layers, "layers")
+    head = _index("head", head, heads, "heads")
+    batch_index = _index("batch_index", batch_index, batch, "batch rows")
     if len(tokens) != k_len:
         raise ValueError(f"got {len(tokens)} tokens for {k_len} key positions; pass one label per key token")
     return stacked[layer, batch_index, head].numpy()
@@ -91,7 +103,7 @@ def plot_attention_grid(attentions: Sequence[torch.Tensor] | torch.Tensor, token
             ax = axes[row][col]
             image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
             _decorate(ax, tokens, grid.shape[0], show_x=row == len(layers) - 1, show_y=col == 0, fontsize=7)
-            ax.set_title(f"层 layer {layer} · 头 head {head}", fontsize=8)
+            ax.set_title(f"层 layer {int(layer)} · 头 head {int(head)}", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="概率 probability")
     fig.suptitle(title)
     return fig
@@ -108,9 +120,8 @@ def render_attention(attentions: Sequence[torch.Tensor] | torch.Tensor, tokens: 
     stacked = _stack(attentions)
     grid = _select(stacked, tokens, layer, head, batch_index)
     q_len, k_len = grid.shape
-    if query is not None and not (isinstance(query, int) and 0 <= query < q_len):
-        raise ValueError(f"query={query!r} is out of range: there are {q_len} query rows "
-                         f"(use 0 .. {q_len - 1} or None)")
+    if query is not None:
+        query = _index("query", query, q_len, "query rows")
     size = 3.0 + 0.28 * k_len
     fig = Figure(figsize=(size * (2 if query is not None else 1) + 1, size), layout="constrained")
     axes = fig.subplots(1, 2 if query is not None else 1, squeeze=False)[0]
@@ -118,7 +129,7 @@ def render_attention(attentions: Sequence[torch.Tensor] | torch.Tensor, tokens: 
     _decorate(axes[0], tokens, q_len)
     axes[0].set_xlabel("键 key")
     axes[0].set_ylabel("查询 query")
-    axes[0].set_title(f"层 layer {layer} · 头 head {head}")
+    axes[0].set_title(f"层 layer {int(layer)} · 头 head {int(head)}")
     fig.colorbar(image, ax=axes[0], shrink=0.8)
     if query is not None:
         axes[0].add_patch(Rectangle((-0.5, query - 0.5), k_len, 1, fill=False, edgecolor="red", linewidth=2))

@@ -168,3 +168,47 @@ def test_bad_attention_inputs_are_clear_errors():
         split_qkv(torch.randn(1, 2, 23), 4, 2, 3)
     with pytest.raises(ValueError, match="q_len <= k_len"):
         causal_mask(4, 3)
+
+
+def test_a_batch_row_of_only_padding_still_gives_every_query_a_key_so_no_nan():
+    padding_mask = torch.tensor([[1, 1, 1], [0, 0, 0]])
+    mask = build_attention_mask(padding_mask)
+    assert mask.any(dim=-1).all()  # every query row sees at least one key
+    q = torch.randn(2, 2, 3, 4)
+    out, probs = explicit_attention(q, q, q, mask)
+    assert not torch.isnan(out).any()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 2, 3))
+
+
+def test_explicit_attention_in_bf16_does_the_softmax_in_fp32_and_returns_bf16():
+    torch.manual_seed(3)
+    q, k, v = torch.randn(3, 1, 2, 6, 16).unbind(0)
+    out32, probs32 = explicit_attention(q, k, v, is_causal=True)
+    out16, probs16 = explicit_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), is_causal=True)
+    assert out16.dtype == probs16.dtype == torch.bfloat16
+    torch.testing.assert_close(probs16.float(), probs32, rtol=0, atol=2e-2)  # bf16 has ~3 significant digits
+    torch.testing.assert_close(out16.float(), out32, rtol=0, atol=5e-2)
+
+
+def test_self_attention_fed_a_kv_cache_gives_the_same_outputs_as_the_full_sequence():
+    torch.manual_seed(4)
+    attn = SelfAttention(tiny_config())
+    x = torch.randn(2, 6, 32)
+    rope = build_rope_cache(6, 4)
+    full = attn(x, rope, is_causal=True)[0]
+    first, cache, _ = attn(x[:, :4], rope[:4], is_causal=True, use_cache=True)
+    rest = attn(x[:, 4:], rope[4:], mask=causal_mask(2, 6), kv_cache=cache)[0]
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+def test_attention_impl_switch_picks_the_path_and_both_agree(impl):
+    torch.manual_seed(5)
+    attn = SelfAttention(tiny_config(attention_impl=impl))
+    x, rope = torch.randn(1, 5, 32), build_rope_cache(5, 4)
+    out = attn(x, rope, is_causal=True)[0]
+    attn.config.attention_impl = "explicit" if impl == "fused" else "fused"
+    torch.testing.assert_close(attn(x, rope, is_causal=True)[0], out, rtol=0, atol=1e-5)
+    attn.config.attention_impl = "flash"
+    with pytest.raises(ValueError, match="attention_impl must be one of"):
+        attn(x, rope, is_causal=True)

@@ -124,3 +124,56 @@ def test_bad_sizes_are_clear_errors():
         rope_frequencies(8, rope_ratio=0)
     with pytest.raises(ValueError, match="does not fit x"):
         apply_rotary_pos_emb(torch.randn(1, 1, 4, 8), build_rope_cache(5, 4))
+
+
+def half_split_rotation(x: torch.Tensor, positions: list[int], rotary_dim: int) -> torch.Tensor:
+    """LLaMA/GPT-NeoX's pairing (i, i + rotary_dim/2), written from its formula with Python's math.
+
+    x: [seq, head_dim] (one vector per position); dims rotary_dim: pass through.
+    """
+    half = rotary_dim // 2
+    out = x.clone()
+    for t, pos in enumerate(positions):
+        for i in range(half):
+            theta = 1.0 / 10000 ** (2 * i / rotary_dim)
+            c, s = math.cos(pos * theta), math.sin(pos * theta)
+            a, b = x[t, i].item(), x[t, i + half].item()
+            out[t, i], out[t, i + half] = a * c - b * s, b * c + a * s
+    return out
+
+
+def test_interleaved_pairs_are_the_half_split_form_with_the_rotated_dims_reordered():
+    """Listing dims as 0, 2, 4, ..., 1, 3, 5, ... turns pair (2i, 2i+1) into the half-split pair (i, i + r/2)."""
+    torch.manual_seed(1)
+    head_dim, rotary_dim, positions = 16, 8, [0, 1, 4, 11]
+    x = torch.randn(1, 1, len(positions), head_dim, dtype=torch.float64)
+    order = [0, 2, 4, 6, 1, 3, 5, 7] + list(range(8, 16))
+    chatglm = rotate(x, positions)[0, 0]
+    half_split = half_split_rotation(x[0, 0, :, order], positions, rotary_dim)
+    torch.testing.assert_close(chatglm[:, order], half_split, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(chatglm[1:], half_split_rotation(x[0, 0], positions, rotary_dim)[1:], atol=1e-2)
+
+
+def test_shifting_every_position_leaves_all_query_key_scores_unchanged():
+    torch.manual_seed(2)
+    q, k = torch.randn(2, 1, 1, 6, 32, dtype=torch.float64)
+    at_zero = rotate(q, list(range(6)))[0, 0] @ rotate(k, list(range(6)))[0, 0].T
+    at_500 = rotate(q, list(range(500, 506)))[0, 0] @ rotate(k, list(range(500, 506)))[0, 0].T
+    torch.testing.assert_close(at_500, at_zero, rtol=0, atol=1e-4)
+
+
+def test_half_precision_cache_still_tells_neighbouring_large_positions_apart():
+    """bf16 cannot count 1000, 1001, 1002 (it rounds them to 1000, 1000, 1000); the angles are fp32."""
+    cache = RotaryEmbedding(32).to(torch.bfloat16)(1004)
+    first_pair = cache[1000:1004, 0]  # [4 positions, (cos, sin)] of the pair turning 1 rad per position
+    expected = torch.tensor([[math.cos(p), math.sin(p)] for p in range(1000, 1004)])
+    torch.testing.assert_close(first_pair.float(), expected, rtol=0, atol=4e-3)
+    assert len({tuple(row.tolist()) for row in first_pair}) == 4
+
+
+def test_rope_ratio_changes_the_cache_but_not_the_stored_inv_freq():
+    # The real modeling_chatglm.py registers inv_freq from base 10000 and applies rope_ratio
+    # only when it builds the cache; a checkpoint's buffer must therefore not depend on it.
+    plain, stretched = RotaryEmbedding(32), RotaryEmbedding(32, rope_ratio=50.0)
+    torch.testing.assert_close(plain.inv_freq, stretched.inv_freq)
+    assert not torch.allclose(plain(16), stretched(16))

@@ -4,6 +4,7 @@ import io
 import warnings
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -73,7 +74,7 @@ def test_queries_are_the_last_tokens_when_a_kv_cache_made_fewer_queries_than_key
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(layer=2, head=0), r"layer=2 is out of range: this model has 2 \(use 0 \.\. 1\)"),
+    (dict(layer=2, head=0), r"layer=2 is out of range: there are 2 layers \(use 0 \.\. 1\)"),
     (dict(layer=0, head=-1), "head=-1 is out of range"),
     (dict(layer=0, head=0, query=6), "query=6 is out of range: there are 6 query rows"),
 ])
@@ -93,3 +94,45 @@ def test_explorer_offers_every_layer_head_and_query():
     assert (layer.max, head.max) == (1, 2)
     assert [value for _, value in query.options] == [None, 0, 1, 2, 3, 4, 5]
     layer.value, query.value = 1, 2  # the callbacks run render_attention; they must not raise
+
+
+def small_model_attentions():
+    from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+
+    torch.manual_seed(0)
+    config = ChatGLMConfig(num_layers=2, hidden_size=32, ffn_hidden_size=48, kv_channels=8, num_attention_heads=4,
+                           multi_query_group_num=2, padded_vocab_size=50, seq_length=16)
+    model = ChatGLMForCausalLM(config).eval()
+    with torch.no_grad():
+        return model(torch.tensor([[1, 2, 3, 4, 5, 6]]), output_attentions=True).attentions
+
+
+def test_grid_draws_what_a_model_returns_with_output_attentions():
+    attentions = small_model_attentions()
+    fig = plot_attention_grid(attentions, TOKENS)
+    maps = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert len(maps) == 2 * 4
+    torch.testing.assert_close(torch.tensor(maps[7].images[0].get_array()), attentions[1][0, 3])
+
+
+def test_forgetting_output_attentions_is_a_clear_error():
+    with pytest.raises(TypeError, match="output_attentions=True"):
+        plot_attention_grid(None, TOKENS)
+
+
+def test_numpy_and_tensor_integers_are_accepted_as_indices():
+    attentions = fake_attentions()
+    probs = torch.stack(attentions)[1, 0, :, 3].sum(-1)  # any computation that ends in an index
+    head = probs.argmax()                                # a 0-d tensor
+    fig = render_attention(attentions, TOKENS, layer=np.int64(1), head=head, query=np.int64(3))
+    assert fig.axes[0].get_title() == f"层 layer 1 · 头 head {int(head)}"
+    with pytest.raises(ValueError, match="layer=True is out of range"):
+        render_attention(attentions, TOKENS, layer=True, head=0)
+
+
+def test_blank_and_long_tokens_get_visible_short_labels():
+    tokens = ["", " ", "\t", "a" * 20, "茶", "x"]
+    fig = render_attention(fake_attentions(), tokens, 0, 0)
+    draw(fig)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["∅", "␣", "\\t", "a" * 11 + "…", "茶", "x"]
