@@ -19,7 +19,7 @@ the split uses the standard library's ``re`` with explicit Han ranges.
 
 Command line (rebuilds ``data/tokenizer/tokenizer.json`` byte for byte)::
 
-    python -m glm3_teach.tokenizer --out data/tokenizer --vocab-size 6144
+    python -m glm3_teach.tokenizer --out data/tokenizer --vocab-size 4096
 """
 
 from __future__ import annotations
@@ -377,7 +377,7 @@ def load_tokenizer(path: str | Path | None = None) -> ChatTokenizerBase:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the course's byte-level BPE tokenizer.")
     parser.add_argument("--out", type=Path, default=Path("data/tokenizer"), help="folder for tokenizer.json")
-    parser.add_argument("--vocab-size", type=int, default=6144, help="ids in all: bytes + merges + special tokens")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="ids in all: bytes + merges + special tokens")
     parser.add_argument("--corpus", type=Path, help="a UTF-8 text file (default: the course corpus, train split)")
     args = parser.parse_args(argv)
     if args.corpus:

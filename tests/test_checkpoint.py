@@ -215,3 +215,24 @@ def test_folders_without_a_config_or_weights_are_clear_errors(tmp_path):
         load_pretrained(tmp_path)
     with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
         checkpoint._resolve_dtype("int8", tiny_model().config)
+
+
+def test_fp16_shards_load_into_a_bf16_model_on_request(tmp_path):
+    model = tiny_model(12)
+    write_hf_shards(model, tmp_path, num_shards=3, dtype=torch.float16)   # like the real chatglm3-6b
+    model.config.torch_dtype = "float16"
+    model.config.to_json(tmp_path / "config.json")
+    assert load_pretrained(tmp_path).transformer.output_layer.weight.dtype == torch.float16  # config's torch_dtype
+    loaded = load_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert_same_weights(model.half().to(torch.bfloat16), loaded)
+    assert loaded.transformer.rotary_pos_emb.inv_freq.dtype == torch.bfloat16  # the rope cache is rounded to bf16
+
+
+def test_a_checkpoint_saved_with_the_course_tokenizer_reloads_both(tmp_path):
+    from glm3_teach.tokenizer import BPETokenizer, load_tokenizer, train_merges
+
+    tokenizer = BPETokenizer(train_merges("小猫喝茶。小猫喝茶。the cat drinks tea", 10))
+    folder = save_pretrained(tiny_model(13), tmp_path / "ckpt", tokenizer=tokenizer)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    again = load_tokenizer(folder)
+    assert again.to_json() == tokenizer.to_json() and again.encode("小猫喝茶") == tokenizer.encode("小猫喝茶")

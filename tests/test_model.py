@@ -338,3 +338,39 @@ def test_input_plus_cached_past_longer_than_seq_length_is_refused():
         model(torch.zeros(1, 1, dtype=torch.long), attention_mask=torch.ones(1, 1), kv_cache=cache)
     with pytest.raises(ValueError, match="kv_cache has 1 entries but the model has 2 layers"):
         model(torch.zeros(1, 1, dtype=torch.long), kv_cache=cache[:1])
+
+
+# --- a fresh model ------------------------------------------------------------------------
+
+def test_init_draws_weights_at_0_02_and_scales_the_two_residual_projections_by_sqrt_2_layers():
+    torch.manual_seed(15)
+    config = tiny_config(num_layers=8, hidden_size=128, ffn_hidden_size=256, kv_channels=32, padded_vocab_size=512)
+    model = ChatGLMForCausalLM(config)
+    residual_std = 0.02 / math.sqrt(2 * 8)  # GPT-2: the writes into the residual stream shrink with depth
+    for name, p in model.named_parameters():
+        if "layernorm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+        elif name.endswith(".bias"):
+            assert torch.equal(p, torch.zeros_like(p)), name
+        else:
+            expected = residual_std if name.endswith(("self_attention.dense.weight", "dense_4h_to_h.weight")) else 0.02
+            assert abs(p.std().item() / expected - 1) < 0.03 and abs(p.mean().item()) < expected / 20, name
+
+
+def test_an_untrained_model_predicts_almost_uniformly_with_loss_near_ln_vocab():
+    # After the final RMSNorm the hidden vector has length sqrt(hidden); output rows ~ N(0, 0.02^2),
+    # so every logit is ~ N(0, (0.02 * sqrt(hidden))^2) and the loss is ln V + sigma^2 / 2 on average.
+    torch.manual_seed(16)
+    config = tiny_config(hidden_size=256, kv_channels=64, padded_vocab_size=1024, seq_length=256)
+    model = ChatGLMForCausalLM(config).eval()
+    input_ids = torch.randint(0, 1024, (4, 256))
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    sigma = 0.02 * math.sqrt(256)
+    assert abs(logits.std().item() / sigma - 1) < 0.1
+    excess = torch.logsumexp(logits, dim=-1).mean().item() - math.log(1024)
+    assert abs(excess - sigma ** 2 / 2) < 0.01
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
+    assert abs(loss.item() - (math.log(1024) + sigma ** 2 / 2)) < 0.05  # +- the random logits of the targets
+    probs = torch.softmax(logits, dim=-1)
+    assert probs.max() < 10 / 1024 and probs.min() > 1 / (10 * 1024)
