@@ -80,11 +80,18 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _as_cpu_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A CPU tensor of the same values; bf16 stays bf16 (NumPy has no bfloat16)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return torch.as_tensor(np.asarray(value))
+
+
 def explain_difference(expected: Any, got: Any, atol: float = 1e-5, rtol: float = 1e-5, where: str = "") -> str | None:
     """Return ``None`` when ``got`` matches ``expected``, else a sentence saying how it differs.
 
-    Tensors and arrays are compared by shape, then values within ``atol``/``rtol``; lists,
-    tuples and dicts item by item; floats with ``math.isclose``; anything else with ``==``.
+    Tensors and arrays are compared by shape, then values within ``atol``/``rtol``; modules by
+    their ``state_dict``; lists, tuples and dicts item by item; floats with ``math.isclose``; anything else with ``==``.
 
     >>> explain_difference([1, 2], [1, 3])
     'at [1]: expected 2, got 3'
@@ -93,8 +100,7 @@ def explain_difference(expected: Any, got: Any, atol: float = 1e-5, rtol: float 
     if isinstance(expected, (torch.Tensor, np.ndarray)):
         if not isinstance(got, (torch.Tensor, np.ndarray)):
             return f"{at}expected a {type(expected).__name__}, got {type(got).__name__} {_short(got)}"
-        exp = torch.as_tensor(np.asarray(expected.detach().cpu() if isinstance(expected, torch.Tensor) else expected))
-        out = torch.as_tensor(np.asarray(got.detach().cpu() if isinstance(got, torch.Tensor) else got))
+        exp, out = _as_cpu_tensor(expected), _as_cpu_tensor(got)
         if tuple(exp.shape) != tuple(out.shape):
             return f"{at}expected shape {list(exp.shape)}, got shape {list(out.shape)}"
         if exp.dtype == torch.bool or out.dtype == torch.bool or not (exp.is_floating_point() or out.is_floating_point()):
@@ -115,6 +121,11 @@ def explain_difference(expected: Any, got: Any, atol: float = 1e-5, rtol: float 
                 f"expected {exp[index].item():.6g}, got {out[index].item():.6g}"
             )
         return None
+    if isinstance(expected, torch.nn.Module):  # a module is its parameters and buffers
+        if not isinstance(got, torch.nn.Module):
+            return f"{at}expected a {type(expected).__name__}, got {type(got).__name__} {_short(got)}"
+        return explain_difference(dict(expected.state_dict()), dict(got.state_dict()), atol, rtol,
+                                  f"{where}.state_dict()")
     if isinstance(expected, dict):
         if not isinstance(got, dict):
             return f"{at}expected a dict, got {type(got).__name__} {_short(got)}"

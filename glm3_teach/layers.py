@@ -38,6 +38,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.weight.shape[0]:
+            raise ValueError(f"RMSNorm({self.weight.shape[0]}) got an input whose last dim is {x.shape[-1]} "
+                             f"(shape {list(x.shape)}); the norm's hidden_size must equal the last dim of x")
         x32 = x.float()
         inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # [..., 1]
         return (self.weight.float() * (x32 * inv_rms)).to(x.dtype)
@@ -47,7 +50,14 @@ class RMSNorm(nn.Module):
 
 
 def swiglu(x: torch.Tensor) -> torch.Tensor:
-    """``[..., 2*ffn] -> [..., ffn]``: ``silu(first half) * second half``."""
+    """``[..., 2*ffn] -> [..., ffn]``: ``silu(first half) * second half``.
+
+    >>> swiglu(torch.tensor([0.0, 2.0, 5.0, 7.0]))  # gate [0, 2], up [5, 7]: [silu(0)*5, silu(2)*7]
+    tensor([ 0.0000, 12.3312])
+    """
+    if x.shape[-1] % 2:
+        raise ValueError(f"swiglu needs an even last dim (gate half | up half), got shape {list(x.shape)}; "
+                         f"feed it the output of dense_h_to_4h, which is 2 * ffn_hidden_size wide")
     gate, up = x.chunk(2, dim=-1)
     return F.silu(gate) * up
 

@@ -95,3 +95,30 @@ def test_check_value_accepts_a_close_float_and_rejects_a_far_one(capsys):
 def test_check_needs_cases():
     with pytest.raises(ValueError, match="at least one case"):
         check("nothing", len, len, [])
+
+
+def test_bfloat16_tensors_are_compared_not_crashed_on():
+    x = torch.tensor([1.0, 2.0], dtype=torch.bfloat16)
+    assert explain_difference(x, x.clone()) is None
+    assert "values differ" in explain_difference(x, x + 1)
+    result = check("halve", lambda t: t / 2, lambda t: t / 2, [(x,)])
+    assert result, result.message
+
+
+def test_a_module_argument_is_compared_by_its_weights_not_its_identity():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    inputs = torch.ones(1, 3)
+
+    def run(module, t):
+        return module(t)
+
+    def run_and_damage(module, t):
+        out = module(t)
+        with torch.no_grad():
+            module.weight.zero_()
+        return out
+
+    assert check("run", run, run, [(layer, inputs)])
+    damaged = check("run", run_and_damage, run, [(layer, inputs)])
+    assert not damaged and "changed its input in place" in damaged.message and "weight" in damaged.message

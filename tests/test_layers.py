@@ -89,3 +89,71 @@ def test_hidden_dropout_acts_in_training_only():
     block.train()
     torch.manual_seed(3)
     assert not torch.equal(block(x, rope, is_causal=True)[0], block(x, rope, is_causal=True)[0])
+
+
+def test_rmsnorm_in_fp16_survives_activations_whose_squares_overflow():
+    # 400**2 = 160000 > 65504, the largest fp16: squaring in fp16 would give inf and zero the output.
+    x = torch.full((1, 8), 400.0, dtype=torch.float16)
+    x[0, 1::2] = -3.0
+    got = RMSNorm(8).half()(x)
+    rms = math.sqrt((4 * 400.0**2 + 4 * 3.0**2) / 8 + 1e-5)
+    torch.testing.assert_close(got.float(), x.float() / rms, rtol=1e-3, atol=1e-3)
+
+
+def test_rmsnorm_ignores_scale_but_not_shift():
+    torch.manual_seed(4)
+    norm, x = RMSNorm(32), torch.randn(5, 32)
+    torch.testing.assert_close(norm(7.5 * x), norm(x), rtol=1e-4, atol=1e-5)  # exact but for eps
+    assert not torch.allclose(norm(x + 1.0), norm(x), atol=1e-2)
+
+
+def test_rmsnorm_rejects_an_input_of_the_wrong_width():
+    with pytest.raises(ValueError, match="last dim"):
+        RMSNorm(16)(torch.randn(2, 8))
+
+
+def test_swiglu_rejects_an_odd_width():
+    with pytest.raises(ValueError, match="even last dim"):
+        swiglu(torch.randn(2, 5))
+
+
+def test_chatglm3_6b_block_has_203_960_832_parameters():
+    # chatglm3_facts.md: 18,874,368 + 4,608 + 16,777,216 + 112,197,632 + 56,098,816 + 8,192
+    with torch.device("meta"):
+        block = GLMBlock(ChatGLMConfig.chatglm3_6b())
+    assert sum(p.numel() for p in block.parameters()) == 203_960_832
+    assert block.mlp.dense_h_to_4h.weight.shape == (27392, 4096)
+
+
+def test_glm_block_fed_one_token_at_a_time_with_kv_cache_matches_the_full_sequence():
+    torch.manual_seed(5)
+    block = GLMBlock(tiny_config(multi_query_group_num=2, num_attention_heads=4, kv_channels=4))
+    x, rope = torch.randn(2, 6, 16), build_rope_cache(6, 2)
+    full = block(x, rope, is_causal=True)[0]
+    cache, steps = None, []
+    for t in range(6):
+        out, cache, _ = block(x[:, t:t + 1], rope[t:t + 1], kv_cache=cache, use_cache=True)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full)
+    assert cache[0].shape == (2, 2, 6, 4)  # [batch, num_kv_groups, seq, head_dim]
+
+
+def test_glm_block_with_left_padding_leaves_the_real_tokens_unchanged():
+    from glm3_teach.attention import build_attention_mask
+
+    torch.manual_seed(6)
+    block = GLMBlock(tiny_config())
+    x = torch.randn(1, 4, 16)
+    alone = block(x, build_rope_cache(4, 4), is_causal=True)[0]
+    padded = torch.cat([torch.randn(1, 2, 16), x], dim=1)                   # two pads in front
+    positions = torch.tensor([[0, 0, 0, 1, 2, 3]])                           # real tokens start at 0
+    rope = build_rope_cache(6, 4)[positions]                                 # [1, 6, 2, 2]
+    mask = build_attention_mask(torch.tensor([[0, 0, 1, 1, 1, 1]]))
+    torch.testing.assert_close(block(padded, rope, mask)[0][:, 2:], alone)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_glm_block_keeps_the_model_dtype(dtype):
+    block = GLMBlock(tiny_config()).to(dtype)
+    out = block(torch.randn(1, 3, 16).to(dtype), build_rope_cache(3, 4, dtype=dtype), is_causal=True)[0]
+    assert out.dtype == dtype and torch.isfinite(out).all()
