@@ -15,15 +15,28 @@ separated by blank lines; a file with fewer than two documents is split into lin
 The last 10% of the documents (at least one) are "val", the rest "train". ``lang`` is
 ignored for your own text, since the file is read as it is.
 
-What it leaves out: tokenizing and batching (lesson 06 adds them here), files larger than
-memory, encodings other than UTF-8.
+Lesson 06 (预训练 Pretraining) adds what training needs: ``tokenize_documents`` encodes a split,
+``TokenDataset`` packs the documents into one stream of ids with the end-of-text id ``</s>``
+(4094 in the course tokenizer) after each document and cuts it into fixed-length blocks, and
+``BlockSampler`` + ``make_loader`` serve the blocks in a seeded order whose position can be
+saved and restored exactly (``sampler.state_dict()``), so a resumed run reads the same batches.
+``unigram_entropy`` gives the baseline a language model must beat.
+
+What it leaves out: files larger than memory, encodings other than UTF-8, several workers
+loading data in parallel, and padding (packing needs none).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from glm3_teach.paths import data_dir
 
@@ -121,3 +134,115 @@ def split_own_text(path: Path) -> dict[str, list[str]]:
                          f"documents (separated by a blank line) or two lines; add more text")
     n_val = max(1, len(documents) * VAL_PERCENT // 100)
     return {"train": documents[:-n_val], "val": documents[-n_val:]}
+
+
+# --- lesson 06: tokens, packed blocks, a resumable sampler -----------------------------------
+
+
+def tokenize_documents(documents: Sequence[str], tokenizer) -> list[list[int]]:
+    """Each document as a list of token ids (plain text: special tokens in it stay text)."""
+    return [tokenizer.encode_ordinary(doc) for doc in documents]
+
+
+def pack_documents(token_lists: Sequence[Sequence[int]], eos_id: int) -> torch.Tensor:
+    """One stream of ids, ``</s>`` after every document: ``[[5, 6], [7]], eos=9 -> [5, 6, 9, 7, 9]``."""
+    stream = [token for ids in token_lists for token in (*ids, eos_id)]
+    return torch.tensor(stream, dtype=torch.long)
+
+
+class TokenDataset(Dataset):
+    """A packed token stream cut into blocks of ``block_size + 1`` ids.
+
+    Block ``i`` is ``tokens[i * block_size : (i + 1) * block_size + 1]``: the model reads its
+    first ``block_size`` ids and predicts its last ``block_size`` (consecutive blocks share one
+    id, so every token of the stream is a target once). A block may cross a document
+    boundary; the ``</s>`` between documents tells the model a new story starts.
+    ``num_characters`` counts the characters of the documents plus one per ``</s>``: the
+    denominator of bits per character.
+    """
+
+    def __init__(self, tokens: torch.Tensor, block_size: int, num_characters: int, name: str = "dataset"):
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+        if tokens.dim() != 1 or len(tokens) < block_size + 1:
+            raise ValueError(f"the {name} holds {len(tokens):,} tokens, fewer than one block of block_size + 1 = "
+                             f"{block_size + 1}; use more text or a smaller block_size")
+        self.tokens, self.block_size, self.num_characters, self.name = tokens, block_size, num_characters, name
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[str], tokenizer, block_size: int, name: str = "dataset") -> "TokenDataset":
+        """Tokenize ``documents``, pack them with the tokenizer's ``</s>`` and cut blocks."""
+        tokens = pack_documents(tokenize_documents(documents, tokenizer), tokenizer.eos_token_id)
+        return cls(tokens, block_size, sum(len(doc) for doc in documents) + len(documents), name)
+
+    def __len__(self) -> int:
+        return (len(self.tokens) - 1) // self.block_size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block {index} of a {self.name} with {len(self)} blocks")
+        start = index * self.block_size
+        return self.tokens[start : start + self.block_size + 1]          # [block_size + 1]
+
+    @property
+    def characters_per_token(self) -> float:
+        return self.num_characters / len(self.tokens)
+
+
+class BlockSampler(Sampler[int]):
+    """Block indices in a fresh seeded shuffle every epoch, resumable at any block.
+
+    Epoch ``e`` visits ``torch.randperm(num_blocks)`` drawn from a generator seeded with
+    ``seed + e``, so the order depends only on ``(seed, epoch)``. Iterating runs forever (epoch
+    after epoch) and counts each index it hands out; ``state_dict()`` is ``{"epoch", "offset"}``,
+    the next index to serve, and ``load_state_dict`` continues from there.
+    """
+
+    def __init__(self, num_blocks: int, seed: int = 0):
+        if num_blocks < 1:
+            raise ValueError(f"a sampler needs at least one block, got {num_blocks}")
+        self.num_blocks, self.seed = num_blocks, seed
+        self.epoch, self.offset = 0, 0
+
+    def order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.num_blocks, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            order = self.order(self.epoch)
+            while self.offset < self.num_blocks:
+                index = int(order[self.offset])
+                self.offset += 1
+                yield index
+            self.epoch, self.offset = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset, "seed": self.seed, "num_blocks": self.num_blocks}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if (state["seed"], state["num_blocks"]) != (self.seed, self.num_blocks):
+            raise ValueError(f"this data position was saved for seed={state['seed']} over {state['num_blocks']} "
+                             f"blocks, but the sampler has seed={self.seed} over {self.num_blocks} blocks: "
+                             f"the data or its config changed since the checkpoint")
+        self.epoch, self.offset = state["epoch"], state["offset"]
+
+
+def make_loader(dataset: TokenDataset, batch_size: int, sampler: BlockSampler) -> DataLoader:
+    """Batches ``[batch_size, block_size + 1]`` of blocks in the sampler's order, forever.
+
+    No worker processes: the sampler is read exactly as far as the batches handed out, so
+    its state is the exact data position.
+    """
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
+
+
+def unigram_entropy(tokens: torch.Tensor) -> float:
+    """Entropy in nats of the tokens' own frequency distribution: ``-sum p log p``.
+
+    The cross-entropy of the best model that ignores context (it always predicts these
+    frequencies) on these very tokens. ``[1, 1, 2, 2] -> ln 2 = 0.693``.
+    """
+    counts = Counter(tokens.tolist())
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values())

@@ -153,3 +153,109 @@ def test_a_missing_own_file_names_the_path(tmp_path, monkeypatch):
 def test_a_folder_is_not_a_text_file(tmp_path):
     with pytest.raises(ValueError, match="is a folder"):
         load_corpus("train", path=tmp_path)
+
+
+# --- lesson 06: tokens, packed blocks, a resumable sampler ------------------------------------
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from glm3_teach.data import (  # noqa: E402
+    BlockSampler,
+    TokenDataset,
+    make_loader,
+    pack_documents,
+    tokenize_documents,
+    unigram_entropy,
+)
+from glm3_teach.tokenizer import load_tokenizer  # noqa: E402
+
+
+def test_packing_puts_the_end_of_text_id_after_every_document():
+    assert pack_documents([[5, 6], [7], []], eos_id=9).tolist() == [5, 6, 9, 7, 9, 9]
+
+
+def test_the_course_tokenizer_packs_stories_with_eos_4094_and_decodes_back():
+    tokenizer = load_tokenizer()
+    documents = load_documents("val")[:4]
+    stream = pack_documents(tokenize_documents(documents, tokenizer), tokenizer.eos_token_id)
+    assert tokenizer.eos_token_id == 4094
+    assert (stream == 4094).sum().item() == 4 and stream[-1].item() == 4094
+    pieces = [tokenizer.decode(part) for part in _split_at(stream.tolist(), 4094)]
+    assert pieces == documents
+
+
+def _split_at(ids, separator):
+    parts, current = [], []
+    for token in ids:
+        if token == separator:
+            parts.append(current)
+            current = []
+        else:
+            current.append(token)
+    return parts
+
+
+def test_blocks_overlap_by_one_token_so_every_token_is_a_target_once():
+    dataset = TokenDataset(torch.arange(11), block_size=4, num_characters=22)
+    assert len(dataset) == 2  # (11 - 1) // 4; the last two tokens do not fill a block
+    assert dataset[0].tolist() == [0, 1, 2, 3, 4] and dataset[1].tolist() == [4, 5, 6, 7, 8]
+    assert dataset.characters_per_token == 2.0
+    with pytest.raises(IndexError):
+        dataset[2]
+
+
+def test_dataset_from_documents_counts_characters_and_one_per_separator():
+    tokenizer = load_tokenizer()
+    dataset = TokenDataset.from_documents(["小猫喝茶。", "A cat."], tokenizer, block_size=2)
+    assert dataset.num_characters == 5 + 6 + 2
+    assert dataset.tokens[-1].item() == tokenizer.eos_token_id
+
+
+def test_a_split_smaller_than_one_block_says_so():
+    with pytest.raises(ValueError, match="validation split holds 3 tokens, fewer than one block"):
+        TokenDataset(torch.arange(3), block_size=8, num_characters=3, name="validation split")
+
+
+def test_the_sampler_shuffles_each_epoch_differently_and_visits_every_block_once():
+    sampler = BlockSampler(5, seed=0)
+    stream = iter(sampler)
+    first, second = [next(stream) for _ in range(5)], [next(stream) for _ in range(5)]
+    assert sorted(first) == sorted(second) == [0, 1, 2, 3, 4]
+    assert first != second
+    assert first == BlockSampler(5, seed=0).order(0).tolist()
+    assert first != BlockSampler(5, seed=1).order(0).tolist()
+
+
+def test_the_sampler_resumes_at_the_exact_block():
+    sampler = BlockSampler(7, seed=3)
+    stream = iter(sampler)
+    for _ in range(9):  # one epoch and two blocks into the next
+        next(stream)
+    state = sampler.state_dict()
+    assert (state["epoch"], state["offset"]) == (1, 2)
+    rest = [next(stream) for _ in range(10)]
+    again = BlockSampler(7, seed=3)
+    again.load_state_dict(state)
+    assert [index for index, _ in zip(iter(again), range(10))] == rest
+
+
+def test_a_data_position_from_other_data_is_refused():
+    with pytest.raises(ValueError, match="the data or its config changed"):
+        BlockSampler(8, seed=0).load_state_dict(BlockSampler(9, seed=0).state_dict())
+
+
+def test_the_loader_serves_batches_in_sampler_order_and_stops_where_it_is_read():
+    dataset = TokenDataset(torch.arange(41), block_size=4, num_characters=41)
+    sampler = BlockSampler(len(dataset), seed=0)
+    batches = iter(make_loader(dataset, 3, sampler))
+    batch = next(batches)
+    assert batch.shape == (3, 5)
+    assert [row[0].item() // 4 for row in batch] == sampler.order(0)[:3].tolist()
+    assert sampler.state_dict()["offset"] == 3  # nothing read ahead
+
+
+def test_unigram_entropy_of_two_equally_common_tokens_is_ln_2():
+    assert unigram_entropy(torch.tensor([1, 1, 2, 2])) == pytest.approx(math.log(2))
+    assert unigram_entropy(torch.tensor([7, 7, 7])) == 0.0
