@@ -214,12 +214,24 @@ def _is_checkpoint_file(name: str) -> bool:
     return name == CONFIG_NAME or name.endswith((".safetensors", ".bin", ".index.json"))
 
 
+def make_readable(folder: Path) -> None:
+    """Give a finished folder the usual permissions (rwxr-xr-x, files rw-r--r--).
+
+    ``tempfile.mkdtemp`` makes private folders (rwx------); a checkpoint should be readable
+    by the other users of a shared classroom machine, like any file ``open`` would write.
+    """
+    folder.chmod(0o755)
+    for item in folder.rglob("*"):
+        item.chmod(0o755 if item.is_dir() else 0o644)
+
+
 def _publish(staging: Path, target: Path) -> None:
     """Move the finished ``staging`` folder to ``target``, replacing an older checkpoint there.
 
     Files of the old folder that are not weights, indexes or config (notes, logs, a
     tokenizer the new save did not write) are carried over into the new one.
     """
+    make_readable(staging)
     if not target.exists():
         os.replace(staging, target)
         return

@@ -236,3 +236,12 @@ def test_a_checkpoint_saved_with_the_course_tokenizer_reloads_both(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
     again = load_tokenizer(folder)
     assert again.to_json() == tokenizer.to_json() and again.encode("小猫喝茶") == tokenizer.encode("小猫喝茶")
+
+
+def test_a_saved_checkpoint_is_readable_by_others(tmp_path):
+    # mkdtemp's private rwx------ staging folder must not leak into the published checkpoint
+    config = ChatGLMConfig(num_layers=1, hidden_size=32, ffn_hidden_size=48, kv_channels=8, num_attention_heads=4,
+                           multi_query_group_num=2, padded_vocab_size=64, seq_length=16)
+    target = save_pretrained(ChatGLMForCausalLM(config), tmp_path / "ckpt")
+    assert target.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in target.iterdir())
