@@ -72,8 +72,9 @@ embedding = nn.Embedding(COURSE.padded_vocab_size, COURSE.hidden_size)  # W: [vo
 input_ids = torch.tensor([tok.encode("我喜欢喝茶。")])                     # [batch=1, seq=5]
 hidden = embedding(input_ids)                                            # [batch=1, seq=5, hidden_size=256]
 print("input_ids", list(input_ids.shape), "-> hidden", list(hidden.shape))
-assert torch.equal(hidden[0, 3], embedding.weight[input_ids[0, 3]])  # token 茶 = row 290 of W
-print("row of 茶 (id 290), first 4 of 256 numbers:", embedding.weight[290, :4].detach().numpy().round(4))
+tea_id = input_ids[0, 3].item()                                          # the id of 茶
+assert tok.decode([tea_id]) == "茶" and torch.equal(hidden[0, 3], embedding.weight[tea_id])  # its row of W
+print(f"row of 茶 (id {tea_id}), first 4 of 256 numbers:", embedding.weight[tea_id, :4].detach().numpy().round(4))
 
 # %% [markdown]
 # Why is a lookup a legitimate *layer*? Write token `t` as a **one-hot** vector (4096 zeros with a 1 at
