@@ -1,0 +1,414 @@
+"""Decoding: turn a language model's next-token logits into text, one token at a time.
+
+Taught in lesson 07 (解码 Decoding). ``generate`` is the loop ChatGLM3's ``model.generate``
+runs, written out:
+
+1. the prompt goes through the model once, filling the **KV cache** (one ``(k, v)`` per
+   layer, keys after RoPE and before the group expansion, see ``glm3_teach.attention``);
+2. the logits of the last position pass through small **logits transforms**, in Hugging
+   Face's order: ``apply_repetition_penalty``, then (sampling only) ``apply_temperature``,
+   ``apply_top_k`` and ``apply_top_p``;
+3. the next token is the arg-max (greedy) or a draw from the softmax (sampling, with an
+   optional ``torch.Generator`` for reproducible draws);
+4. the new token alone goes through the model with the cache, and so on.
+
+With ``use_cache=False`` every step recomputes the whole sequence instead; greedy decoding
+gives the same tokens either way, the cache only saves work (lesson 07 measures how much).
+
+**Batches.** Prompts of different lengths are padded on the **left** with an
+``attention_mask`` (1 = real token, 0 = pad), and each row's real tokens start at position
+0, ChatGLM3's convention (the model derives positions from the mask). Each row stops on its
+own when it produces a stop token; later positions of a finished row hold ``pad_token_id``.
+
+**Stop tokens.** ChatGLM3's ``chat()`` stops on eos ``</s>`` (id 2), ``<|user|>`` and
+``<|observation|>``; ``stop_token_ids(tokenizer)`` gives those three ids for any course
+tokenizer. ``generate`` sees ids only, so it stops only on the ids it is given:
+``eos_token_ids=None`` (the default) and ``[]`` both mean "never stop early"; pass
+``stop_token_ids(tokenizer)`` to stop like ChatGLM3. ``stream_generate`` has the tokenizer,
+so its ``None`` means ``stop_token_ids(tokenizer)``.
+
+**Length.** The prompt (with its left padding) plus ``max_new_tokens`` must fit in the
+model's ``seq_length`` (its RoPE table); otherwise ``generate`` raises ``ValueError`` before
+it starts, rather than silently wrapping positions or truncating.
+
+**Defaults.** These functions default to plain greedy decoding (``do_sample=False``).
+ChatGLM3's own ``chat()`` samples with ``top_p=0.8, temperature=0.8``
+(``CHATGLM3_TOP_P``, ``CHATGLM3_TEMPERATURE``); the lesson explains why.
+
+What it leaves out: beam search, contrastive search, stop *strings*, speculative decoding,
+``InvalidScoreLogitsProcessor`` (a guard against NaN logits from fp16 overflow in the 6B model),
+and the chat-level helpers ``chat()`` / ``stream_chat()`` (lesson 08).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Iterator, Sequence
+
+import torch
+
+CHATGLM3_TOP_P = 0.8
+CHATGLM3_TEMPERATURE = 0.8
+CHATGLM3_STOP_TOKENS = ("</s>", "<|user|>", "<|observation|>")
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """The ids ChatGLM3's ``chat()`` stops on: eos ``</s>``, ``<|user|>`` and ``<|observation|>``.
+
+    The real tokenizer gives ``[2, 64795, 64797]``; the course tokenizer ``[4094, 4091, 4093]``.
+    """
+    return [tokenizer.eos_token_id] + [tokenizer.special_id(token) for token in CHATGLM3_STOP_TOKENS[1:]]
+
+
+# --- logits transforms: [batch, vocab] in, [batch, vocab] out --------------------------------------
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make every token already in ``seen_ids`` less likely (CTRL's penalty, as HF and ChatGLM3 apply it).
+
+    ``logits``: ``[batch, vocab]``; ``seen_ids``: ``[batch, seq]`` (prompt and generated tokens).
+    A seen token's logit is divided by ``penalty`` if it is positive and multiplied by it if
+    negative, so ``penalty > 1`` always lowers it; each token is penalised once however often
+    it occurred. ``penalty == 1`` changes nothing.
+
+    >>> apply_repetition_penalty(torch.tensor([[2.0, -2.0, 1.0]]), torch.tensor([[0, 1, 1]]), 2.0)
+    tensor([[ 1., -4.,  1.]])
+    """
+    _check_positive("repetition_penalty", penalty)
+    if penalty == 1.0:
+        return logits
+    seen = torch.gather(logits, 1, seen_ids)                          # [batch, seq]
+    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(1, seen_ids, seen)                          # [batch, vocab]
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature``: below 1 sharpens the distribution, above 1 flattens it.
+
+    >>> apply_temperature(torch.tensor([[2.0, 1.0]]), 0.5)
+    tensor([[4., 2.]])
+    """
+    _check_positive("temperature", temperature, hint="for greedy decoding use do_sample=False")
+    return logits / temperature
+
+
+def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Keep the ``top_k`` largest logits of each row (ties with the k-th are kept); the rest become -inf.
+
+    >>> apply_top_k(torch.tensor([[1.0, 3.0, 2.0]]), 2)
+    tensor([[-inf, 3., 2.]])
+    """
+    _check_top_k(top_k)
+    if top_k >= logits.shape[-1]:
+        return logits
+    kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]   # [batch, 1]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the most likely tokens until their probability reaches ``top_p``.
+
+    Tokens are sorted by probability; a token is kept when the probability of all tokens
+    ranked before it is still below ``top_p`` (so the most likely token is always kept, and
+    the kept set is the smallest whose total reaches ``top_p``). The rest become -inf.
+    ``top_p == 1`` keeps everything. Same set as HF's ``TopPLogitsWarper``.
+
+    >>> apply_top_p(torch.tensor([[3.0, 2.0, 1.0, 0.0]]).log(), 0.5)   # probabilities 1/2, 1/3, 1/6, 0
+    tensor([[1.0986,   -inf,   -inf,   -inf]])
+    """
+    _check_top_p(top_p)
+    if top_p == 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)    # [batch, vocab]
+    probs = torch.softmax(sorted_logits.float(), dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs                         # mass ranked above each token
+    remove_sorted = before >= top_p                                      # [batch, vocab], in sorted order
+    remove = remove_sorted.scatter(1, order, remove_sorted)              # back to vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def process_logits(logits: torch.Tensor, seen_ids: torch.Tensor, *, do_sample: bool = False,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   repetition_penalty: float = 1.0) -> torch.Tensor:
+    """All transforms in HF's order: repetition penalty, then, when sampling, temperature, top-k, top-p.
+
+    ``logits``: ``[batch, vocab]`` (returned as float32); ``seen_ids``: ``[batch, seq]``.
+    Greedy decoding skips temperature, top-k and top-p: none of them moves the arg-max.
+    """
+    logits = apply_repetition_penalty(logits.float(), seen_ids, repetition_penalty)
+    if not do_sample:
+        return logits
+    logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = apply_top_k(logits, top_k)
+    if top_p is not None:
+        logits = apply_top_p(logits, top_p)
+    return logits
+
+
+def next_token_probs(logits: torch.Tensor, seen_ids: torch.Tensor | None = None, *, temperature: float = 1.0,
+                     top_k: int | None = None, top_p: float | None = None,
+                     repetition_penalty: float = 1.0) -> torch.Tensor:
+    """The distribution sampling draws from: ``softmax(process_logits(...))``, ``[batch, vocab]``.
+
+    The lesson's sampling explorer draws this; ``seen_ids=None`` means nothing seen yet.
+    """
+    if logits.dim() == 1:
+        return next_token_probs(logits[None], None if seen_ids is None else seen_ids.reshape(1, -1),
+                                temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty)[0]
+    if seen_ids is None:
+        seen_ids = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+    processed = process_logits(logits, seen_ids, do_sample=True, temperature=temperature, top_k=top_k,
+                               top_p=top_p, repetition_penalty=repetition_penalty)
+    return torch.softmax(processed, dim=-1)
+
+
+def choose_next_token(logits: torch.Tensor, do_sample: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """``[batch, vocab]`` processed logits -> ``[batch]`` token ids: arg-max, or one draw from the softmax.
+
+    A ``generator`` makes the draws reproducible; the draw happens on the generator's device
+    (a CPU generator gives the same tokens whether the model runs on CPU or GPU).
+    """
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float(), dim=-1)                       # [batch, vocab]
+    if generator is not None and generator.device != probs.device:
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(logits.device)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def finish_rows(next_ids: torch.Tensor, finished: torch.Tensor, stop_ids: torch.Tensor | None,
+                pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of per-row stopping: rows already finished get ``pad_token_id``; rows that now
+    produce a stop id become finished (their stop token is kept).
+
+    ``next_ids``, ``finished``: ``[batch]``; ``stop_ids``: ``[n]`` or None (never stop).
+    Returns ``(next_ids, finished)``, both new tensors.
+
+    >>> finish_rows(torch.tensor([5, 9, 7]), torch.tensor([True, False, False]), torch.tensor([9]), 0)
+    (tensor([0, 9, 7]), tensor([ True,  True, False]))
+    """
+    next_ids = torch.where(finished, torch.full_like(next_ids, pad_token_id), next_ids)
+    if stop_ids is None:
+        return next_ids, finished.clone()
+    return next_ids, finished | torch.isin(next_ids, stop_ids)
+
+
+def kv_cache_bytes(config: Any, num_tokens: int = 1, bytes_per_value: int = 2, batch: int = 1) -> int:
+    """Memory of the KV cache: ``2 (k and v) * num_layers * num_kv_groups * head_dim`` values per token.
+
+    ``bytes_per_value``: 2 for fp16/bf16 (ChatGLM3-6B's dtype), 4 for fp32. ChatGLM3-6B with its
+    2 KV groups: 2 * 28 * 2 * 128 * 2 = 28,672 bytes per token; with one K/V per query head
+    (32 groups) it would be 16 times more.
+    """
+    per_token = 2 * config.num_layers * config.num_kv_groups * config.kv_channels * bytes_per_value
+    return per_token * num_tokens * batch
+
+
+# --- the decoding loop ------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_steps(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, *,
+                   do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, repetition_penalty: float = 1.0,
+                   eos_token_ids: Sequence[int] | None = None, attention_mask: torch.Tensor | None = None,
+                   use_cache: bool = True, generator: torch.Generator | None = None,
+                   pad_token_id: int | None = None) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row, ``[batch]``, step by step; arguments as in ``generate``.
+
+    Stops after ``max_new_tokens`` steps or once every row has produced a stop token.
+    """
+    input_ids, attention_mask, stop_ids, pad_token_id = _check_generate_args(
+        model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty,
+        eos_token_ids, attention_mask, generator, pad_token_id)
+    batch = input_ids.shape[0]
+    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)   # [batch]
+    seen_ids, kv_cache, step_ids = input_ids, None, input_ids
+    # Left pads would be "seen" by the repetition penalty; stand them in by the last prompt
+    # token (always real with left padding), which is penalised anyway.
+    pad_free = torch.where(attention_mask.bool(), input_ids, input_ids[:, -1:])
+    # Without padding the model needs no mask (it builds the causal one itself), which saves
+    # checking and extending a mask at every step.
+    attention_mask = attention_mask if not bool(attention_mask.all()) else None
+    for _ in range(max_new_tokens):
+        if use_cache:
+            out = model(step_ids, attention_mask=attention_mask, kv_cache=kv_cache, use_cache=True)
+            kv_cache = out.kv_cache
+        else:
+            out = model(seen_ids, attention_mask=attention_mask)                # the whole sequence again
+        logits = process_logits(out.logits[:, -1], pad_free, do_sample=do_sample, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        next_ids = choose_next_token(logits, do_sample, generator)             # [batch]
+        next_ids, finished = finish_rows(next_ids, finished, stop_ids, pad_token_id)
+        yield next_ids
+        step_ids = next_ids[:, None]                                            # [batch, 1]
+        seen_ids = torch.cat([seen_ids, step_ids], dim=1)                       # [batch, seq + 1]
+        pad_free = torch.cat([pad_free, step_ids], dim=1)
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+        if bool(finished.all()):
+            return
+
+
+def generate(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             repetition_penalty: float = 1.0, eos_token_ids: Sequence[int] | None = None,
+             attention_mask: torch.Tensor | None = None, use_cache: bool = True,
+             generator: torch.Generator | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+    """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns ``[batch, prompt_len + new]``.
+
+    ``input_ids``: ``[batch, prompt_len]`` (a 1-D prompt is taken as a batch of one),
+    left-padded when the prompts differ in length, with ``attention_mask`` ``[batch, prompt_len]``
+    (1 = real token, 0 = pad). ``do_sample=False`` is greedy (only ``repetition_penalty``
+    applies); ``do_sample=True`` draws from the softmax after ``temperature``, ``top_k`` (None =
+    off) and ``top_p`` (None = off), reproducibly when ``generator`` is given.
+    ``eos_token_ids``: ids that end a row (the stop token is kept in the output); None or ``[]``:
+    never stop early (see ``stop_token_ids``). ``pad_token_id`` fills a row after it stopped
+    (default: the first stop id, as HF does). ``use_cache=False`` recomputes the whole sequence
+    every step (same greedy tokens, much slower). ``new`` is ``max_new_tokens`` unless every row
+    stopped earlier. Tensors are moved to the model's device, and so is the result. Raises
+    ``ValueError`` if ``prompt_len + max_new_tokens > seq_length``.
+    """
+    if isinstance(input_ids, torch.Tensor):
+        input_ids = (input_ids[None] if input_ids.dim() == 1 else input_ids).to(_model_device(model))
+    steps = list(generate_steps(model, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                                eos_token_ids=eos_token_ids, attention_mask=attention_mask, use_cache=use_cache,
+                                generator=generator, pad_token_id=pad_token_id))
+    if not steps:
+        return input_ids
+    return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)           # [batch, prompt_len + new]
+
+
+def stream_generate(model: torch.nn.Module, tokenizer: Any, input_ids: torch.Tensor | Sequence[int],
+                    max_new_tokens: int, *, eos_token_ids: Sequence[int] | None = None,
+                    **sampling: Any) -> Iterator[str]:
+    """Generate for one prompt and yield the new text piece by piece, whole characters only.
+
+    ``input_ids``: one prompt (a list of ids, ``[seq]`` or ``[1, seq]``). ``eos_token_ids``:
+    None means ChatGLM3's stop set ``stop_token_ids(tokenizer)``; ``[]`` never stops early.
+    ``sampling``: the other keyword arguments of ``generate``. Each new id goes through the
+    tokenizer's ``StreamDecoder`` (lesson 01), which holds back the bytes of a Chinese
+    character split over several tokens until it is complete, so no "�" from a split ever
+    reaches the caller. The stop token is not shown (as in ChatGLM3's ``chat()``), and a
+    character still unfinished when generation ends is dropped. Empty pieces are not yielded.
+    Joined, the pieces equal ``tokenizer.decode(new_ids)`` (without the stop token) whenever
+    the ids end on a whole character.
+    """
+    if not isinstance(input_ids, torch.Tensor):
+        input_ids = torch.tensor([_as_ids(input_ids)], dtype=torch.long)
+    input_ids = input_ids[None] if input_ids.dim() == 1 else input_ids
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(f"stream_generate streams one prompt: input_ids must be [seq] or [1, seq], got shape "
+                         f"{list(input_ids.shape)}; call generate for a batch")
+    input_ids = input_ids.to(_model_device(model))
+    stop_ids = stop_token_ids(tokenizer) if eos_token_ids is None else list(eos_token_ids)
+    decoder = tokenizer.stream_decoder()
+    for next_ids in generate_steps(model, input_ids, max_new_tokens, eos_token_ids=stop_ids, **sampling):
+        token_id = int(next_ids[0])
+        if token_id in stop_ids:
+            return                                    # an unfinished character is dropped, never shown as "�"
+        piece = decoder.push(token_id)
+        if piece:
+            yield piece
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_positive(name: str, value: Any, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}" + (f"; {hint}" if hint else ""))
+
+
+def _check_top_k(top_k: Any) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1 (the number of tokens kept), got {top_k!r}; "
+                         f"use top_k=None to switch it off")
+
+
+def _check_top_p(top_p: Any) -> None:
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (the probability mass kept), got {top_p!r}; "
+                         f"use top_p=None (or 1.0) to switch it off")
+
+
+def _as_ids(ids: Sequence[Any]) -> list[int]:
+    try:
+        return [operator.index(i) for i in ids]
+    except TypeError:
+        raise TypeError(f"token ids must be integers, got {list(ids)[:5]!r}...") from None
+
+
+def _check_generate_args(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p,
+                         repetition_penalty, eos_token_ids, attention_mask, generator, pad_token_id):
+    """Raise a clear error for bad arguments; return ``(input_ids, attention_mask, stop_ids, pad_token_id)``."""
+    if (not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point
+            or input_ids.dtype == torch.bool or input_ids.dim() != 2):
+        raise TypeError(f"input_ids must be an integer tensor [batch, prompt_len], got "
+                        f"{type(input_ids).__name__} {list(getattr(input_ids, 'shape', []))}")
+    input_ids = input_ids.to(_model_device(model))
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"the prompt is empty (input_ids shape {list(input_ids.shape)}): the model needs at "
+                         f"least one token to predict the next; start from [gMASK] sop or any text")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not isinstance(do_sample, bool):
+        raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
+    if do_sample:
+        _check_positive("temperature", temperature, hint="for greedy decoding use do_sample=False")
+    if top_k is not None:
+        _check_top_k(top_k)
+    if top_p is not None:
+        _check_top_p(top_p)
+    _check_positive("repetition_penalty", repetition_penalty, hint="1.0 means no penalty")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}; "
+                        f"make one with torch.Generator().manual_seed(0)")
+    config = model.config
+    batch, prompt_len = input_ids.shape
+    if prompt_len + max_new_tokens > config.seq_length:
+        raise ValueError(f"prompt_len {prompt_len} + max_new_tokens {max_new_tokens} = "
+                         f"{prompt_len + max_new_tokens} exceeds the model's seq_length {config.seq_length} "
+                         f"(the length of its RoPE table); shorten the prompt or ask for fewer tokens")
+    vocab = config.padded_vocab_size
+    stop_ids = None
+    if eos_token_ids is not None:
+        if isinstance(eos_token_ids, int):
+            eos_token_ids = [eos_token_ids]
+        eos_token_ids = _as_ids(eos_token_ids)
+        bad = [i for i in eos_token_ids if not 0 <= i < vocab]
+        if bad:
+            raise ValueError(f"eos_token_ids {bad} are outside the vocabulary [0, {vocab})")
+        stop_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=input_ids.device) if eos_token_ids else None
+    if pad_token_id is None:
+        pad_token_id = eos_token_ids[0] if eos_token_ids else config.pad_token_id
+    if not 0 <= pad_token_id < vocab:
+        raise ValueError(f"pad_token_id {pad_token_id} is outside the vocabulary [0, {vocab})")
+    return input_ids, _check_attention_mask(attention_mask, input_ids), stop_ids, pad_token_id
+
+
+def _check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor:
+    """The mask as a long tensor of 0/1, all ones when ``None``; checked to be left padding."""
+    if attention_mask is None:
+        return torch.ones_like(input_ids)
+    if tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(f"attention_mask must have the shape of input_ids {list(input_ids.shape)}, "
+                         f"got {list(attention_mask.shape)}")
+    mask = attention_mask.to(device=input_ids.device, dtype=torch.long)
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("attention_mask must hold only 0 (pad) and 1 (real token)")
+    if bool((mask.diff(dim=1) < 0).any()):
+        raise ValueError("attention_mask shows right padding (a 0 after a 1); generation needs the pads on "
+                         "the left so every row's last token is real: pad prompts on the left")
+    if not bool(mask[:, -1].all()):
+        row = int((mask[:, -1] == 0).nonzero()[0])
+        raise ValueError(f"row {row} of the batch is all padding: an empty prompt cannot be continued")
+    return mask
