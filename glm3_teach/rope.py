@@ -119,9 +119,18 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", rope_frequencies(rotary_dim, 1.0, base))
 
     def forward(self, seq_len: int) -> torch.Tensor:
-        """The cache for positions ``0 .. seq_len-1``: ``[seq_len, rotary_dim // 2, 2]``."""
-        return build_rope_cache(seq_len, self.rotary_dim, self.rope_ratio, dtype=self.inv_freq.dtype,
-                                device=self.inv_freq.device, base=self.base)
+        """The cache for positions ``0 .. seq_len-1``: ``[seq_len, rotary_dim // 2, 2]``.
+
+        The real model rebuilds it on every call; here it is built once per (length, dtype,
+        device) and reused, because decoding one token at a time would otherwise spend much of
+        each step recomputing the same table. The values are identical either way.
+        """
+        key = (seq_len, self.inv_freq.dtype, self.inv_freq.device)
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = build_rope_cache(seq_len, self.rotary_dim, self.rope_ratio, dtype=self.inv_freq.dtype,
+                                           device=self.inv_freq.device, base=self.base)
+            self._cache_key = key
+        return self._cache
 
     def extra_repr(self) -> str:
         return f"rotary_dim={self.rotary_dim}, base={self.base:g} * rope_ratio={self.rope_ratio:g}"

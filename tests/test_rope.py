@@ -177,3 +177,14 @@ def test_rope_ratio_changes_the_cache_but_not_the_stored_inv_freq():
     plain, stretched = RotaryEmbedding(32), RotaryEmbedding(32, rope_ratio=50.0)
     torch.testing.assert_close(plain.inv_freq, stretched.inv_freq)
     assert not torch.allclose(plain(16), stretched(16))
+
+
+def test_the_module_reuses_its_cache_and_rebuilds_it_when_the_dtype_changes():
+    rope = RotaryEmbedding(16)
+    first = rope(32)
+    assert rope(32) is first                                     # built once per (length, dtype, device)
+    torch.testing.assert_close(first, build_rope_cache(32, 16))
+    rope.to(torch.bfloat16)
+    rounded = rope(32)
+    assert rounded.dtype == torch.bfloat16 and rounded is not first
+    assert rope(16).shape == (16, 8, 2)
