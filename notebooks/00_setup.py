@@ -132,7 +132,7 @@ draw_course_map();
 # reference files (see the README); otherwise the course's built-in copy of the same numbers is
 # used, so this cell runs everywhere.
 
-# %% tags=["nbval-check-output"]
+# %%
 import json
 
 from glm3_teach.paths import find_reference_file
@@ -145,9 +145,12 @@ CHATGLM3_6B = {  # the numbers of THUDM/chatglm3-6b's config.json that decide th
 config_path = find_reference_file("config.json")
 config = json.loads(config_path.read_text()) if config_path else CHATGLM3_6B
 print("config read from:", "the reference config.json" if config_path else "the built-in copy")
-for key in CHATGLM3_6B:
+
+# %% tags=["nbval-check-output"]
+for key in CHATGLM3_6B:  # the same numbers either way
     assert config[key] == CHATGLM3_6B[key], f"{key}: {config[key]} != {CHATGLM3_6B[key]}"
     print(f"{key:>22} = {config[key]}")
+
 
 # %% [markdown]
 # Where do 6.24 billion parameters come from? Every matrix of the model follows from those
@@ -268,6 +271,7 @@ result = check("count_han", count_han_wrong, count_han_reference, ["茶馆", "�
                hint="only characters between U+4E00 and U+9FFF are Chinese characters")
 assert not result  # the wrong version really is caught
 
+
 # %% [markdown]
 # ### Exercise 1: count the Chinese characters
 # Write `count_han(text)` returning how many characters of `text` lie in the CJK Unified
@@ -282,6 +286,7 @@ def count_han(text: str) -> int:
 # %%
 check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵"],
       hint="test each character with '\\u4e00' <= ch <= '\\u9fff'");
+
 
 # %% [markdown]
 # ### Exercise 2: the parameters of one GLM block
