@@ -225,26 +225,33 @@ def make_readable(folder: Path) -> None:
         item.chmod(0o755 if item.is_dir() else 0o644)
 
 
-def _publish(staging: Path, target: Path) -> None:
-    """Move the finished ``staging`` folder to ``target``, replacing an older checkpoint there.
+def publish_folder(staging: Path, target: Path, keep_other_files: bool = False) -> None:
+    """Swap the finished ``staging`` folder into ``target`` by renames, so a reader sees the old
+    folder or the new one, never half of one. Used for checkpoints and training states alike.
 
-    Files of the old folder that are not weights, indexes or config (notes, logs, a
-    tokenizer the new save did not write) are carried over into the new one.
+    ``keep_other_files``: carry over files of the old folder that are not weights, indexes or
+    config (notes, logs, a tokenizer the new save did not write).
     """
     make_readable(staging)
     if not target.exists():
         os.replace(staging, target)
         return
-    if not target.is_dir() or (any(target.iterdir()) and not (target / CONFIG_NAME).exists()):
-        raise FileExistsError(f"{target} exists and is not a checkpoint folder; save to a new or empty folder")
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     old.rmdir()  # a fresh unused name
     os.replace(target, old)
     os.replace(staging, target)
-    for item in old.iterdir():
-        if not _is_checkpoint_file(item.name) and not (target / item.name).exists():
-            os.replace(item, target / item.name)
+    if keep_other_files:
+        for item in old.iterdir():
+            if not _is_checkpoint_file(item.name) and not (target / item.name).exists():
+                os.replace(item, target / item.name)
     shutil.rmtree(old)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Publish a checkpoint folder, refusing to replace a folder that is not a checkpoint."""
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / CONFIG_NAME).exists())):
+        raise FileExistsError(f"{target} exists and is not a checkpoint folder; save to a new or empty folder")
+    publish_folder(staging, target, keep_other_files=True)
 
 
 def save_pretrained(model: ChatGLMForCausalLM, path: str | Path, tokenizer: Any = None,

@@ -298,6 +298,9 @@ def stream_generate(model: torch.nn.Module, tokenizer: Any, input_ids: torch.Ten
     Joined, the pieces equal ``tokenizer.decode(new_ids)`` (without the stop token) whenever
     the ids end on a whole character.
     """
+    if isinstance(input_ids, str):
+        raise TypeError(f"stream_generate takes token ids, got the text {input_ids[:20]!r}; encode it first: "
+                        f"tokenizer.encode(text) or tokenizer.build_chat_input(query)")
     if not isinstance(input_ids, torch.Tensor):
         input_ids = torch.tensor([_as_ids(input_ids)], dtype=torch.long)
     input_ids = input_ids[None] if input_ids.dim() == 1 else input_ids

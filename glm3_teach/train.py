@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from glm3_teach.checkpoint import load_pretrained, make_readable, save_pretrained
+from glm3_teach.checkpoint import load_pretrained, publish_folder, save_pretrained
 from glm3_teach.data import BlockSampler, TokenDataset, load_documents, make_loader, unigram_entropy
 from glm3_teach.device import pick_device, seed_everything
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM, count_parameters
@@ -104,6 +104,14 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig.min_lr_ratio must lie in [0, 1] (the cosine ends at lr * min_lr_ratio), "
+                             f"got {self.min_lr_ratio!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"TrainConfig.weight_decay and grad_clip must be >= 0 (0 turns them off), got "
+                             f"{self.weight_decay!r} and {self.grad_clip!r}")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must lie in [0, max_steps={self.max_steps}]")
         ChatGLMConfig(**self.model)  # fails early, with the model's own message, on bad sizes
@@ -250,19 +258,6 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, state["param_groups"]
 
 
-def _publish_folder(staging: Path, target: Path) -> None:
-    """Swap ``staging`` into ``target`` with renames: a reader sees the old folder or the new one."""
-    make_readable(staging)  # mkdtemp's folder is private (rwx------)
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                         step: int, sampler: BlockSampler, config: TrainConfig, history: dict[str, Any]) -> Path:
     """Write a training checkpoint folder atomically (temp folder, then rename).
@@ -284,7 +279,7 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         state = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": param_groups, "rng": rng_info,
                  "data_position": sampler.state_dict(), "config": config.to_dict(), "history": history}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-        _publish_folder(staging, target)
+        publish_folder(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -392,3 +392,9 @@ def test_stream_generate_with_a_model_on_a_chinese_prompt_never_shows_half_a_cha
 def test_stream_generate_takes_one_prompt_only(model, tok):
     with pytest.raises(ValueError, match="one prompt"):
         list(stream_generate(model, tok, torch.ones(2, 3, dtype=torch.long), 2))
+
+
+def test_stream_generate_asks_for_ids_when_given_text(model):
+    tokenizer = load_tokenizer()
+    with pytest.raises(TypeError, match="encode it first"):
+        list(stream_generate(model, tokenizer, "你好", 3))

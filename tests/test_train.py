@@ -212,3 +212,11 @@ def test_the_base_checkpoint_is_small_loads_in_fp32_and_meets_the_quality_bar():
     assert record["final_val"]["loss"] <= 0.6 * record["val_unigram_entropy"]
     measured = evaluate(model, val, max_blocks=8)  # a spot check of the recorded loss on 8 spread blocks
     assert measured["loss"] == pytest.approx(record["final_val"]["loss"], abs=0.25)
+
+
+@pytest.mark.parametrize("field, value, message", [("lr", -1.0, "lr must be positive"),
+                                                   ("min_lr_ratio", 2.0, r"min_lr_ratio must lie in \[0, 1\]"),
+                                                   ("weight_decay", -0.1, "must be >= 0")])
+def test_impossible_optimizer_settings_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
