@@ -157,6 +157,19 @@ class ChatGLMConfig:
         return cls(**{**sizes, **overrides})
 
     @classmethod
+    def course(cls, **overrides: Any) -> ChatGLMConfig:
+        """The course model's config (the shipped base checkpoint, ``configs/base.toml``), with optional overrides.
+
+        ChatGLM3's shape at a small scale: 4 blocks of width 256, 4 query heads of 64 sharing 2
+        key/value groups, SwiGLU width 683 (about 8/3 x 256), the course tokenizer's 4096 ids
+        and its ``</s>`` (4094) and ``<pad>`` (4095), 256 positions.
+        """
+        sizes = dict(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64, num_attention_heads=4,
+                     multi_query_group_num=2, padded_vocab_size=4096, seq_length=256,
+                     eos_token_id=4094, pad_token_id=4095)
+        return cls(**{**sizes, **overrides})
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ChatGLMConfig:
         """Build from a ``config.json``'s dict; unknown keys go to ``extra`` (with a warning
         unless they only describe the file, like ``auto_map`` or ``transformers_version``)."""

@@ -43,8 +43,8 @@ print("device:", device)
 
 # %% tags=["nbval-check-output"]
 tok = load_tokenizer()
-COURSE = ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64, num_attention_heads=4,
-                       multi_query_group_num=2, padded_vocab_size=tok.vocab_size, seq_length=256)
+COURSE = ChatGLMConfig.course()  # the course model's sizes (lesson 05 goes through every field)
+assert COURSE.padded_vocab_size == tok.vocab_size
 GLM3_6B = ChatGLMConfig.chatglm3_6b()
 for name, c in [("course", COURSE), ("chatglm3-6b", GLM3_6B)]:
     print(f"{name:>12}: vocab {c.padded_vocab_size:>6}, hidden_size {c.hidden_size:>5}, head_dim {c.kv_channels:>4}, "

@@ -485,9 +485,7 @@ plt.show()
 # and its tensors hold exactly `layers × 2 × groups × head_dim` numbers per token:
 
 # %% tags=["nbval-check-output"]
-small_config = ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64,
-                             num_attention_heads=4, multi_query_group_num=2, padded_vocab_size=4096,
-                             seq_length=256)
+small_config = ChatGLMConfig.course()  # the course model's sizes: 4 layers x 4 heads
 seed_everything(0)
 model = ChatGLMForCausalLM(small_config).to(device).eval()
 tokens_in = torch.randint(0, 4096, (1, 10), generator=generator).to(device)

@@ -651,8 +651,7 @@ class OurGLMBlock(nn.Module):
         return hidden_states + mlp_out                                       # second residual add
 
 
-COURSE = ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64, num_attention_heads=4,
-                       multi_query_group_num=2, padded_vocab_size=4096, seq_length=1024)
+COURSE = ChatGLMConfig.course()  # the course model's sizes
 
 # %% [markdown]
 # Take a package block with random weights (and random norm weights, so that copying them is

@@ -55,8 +55,11 @@ course_config = ChatGLMConfig(
     num_attention_heads=4,     # query heads (32); 4 x 64 = 256 = hidden_size
     multi_query_group_num=2,   # key/value groups shared by the query heads (2)
     padded_vocab_size=4096,    # rows of the embedding and output matrices = the course tokenizer (65024)
-    seq_length=1024,           # longest sequence, the length of the rope cache (8192)
+    seq_length=256,            # longest sequence, the length of the rope cache (8192)
+    eos_token_id=4094,         # the course tokenizer's </s> (2)
+    pad_token_id=4095,         # the course tokenizer's <pad> (0)
 )
+assert course_config == ChatGLMConfig.course()  # the package keeps the same config
 chatglm3_config = ChatGLMConfig.chatglm3_6b()
 
 
@@ -194,7 +197,7 @@ print("the first 5 positions do not depend on the tokens after them")
 # ## 5. Bad input, clear errors
 #
 # Two mistakes are easy to make. A **sequence longer than `seq_length`**: the rope table has
-# `seq_length` rows, so position 1024 of the course model has no rotation to look up. An **id
+# `seq_length` rows, so position 256 of the course model has no rotation to look up. An **id
 # outside the vocabulary**, for example ids from the real ChatGLM3 tokenizer (up to 64797) fed to
 # the course model (4096 rows): the embedding has no such row. Without a check, the CPU says only
 # `index out of range in self`, and on a GPU the same lookup is a device-side assertion that
@@ -676,15 +679,15 @@ plt.show()
 # model that spreads its probability evenly over V ids has loss ln V, here ln 4096 = 8.318, and
 # an untrained model is almost that. Almost: `logsumexp` of V Gaussian logits with spread σ is
 # about ln V + σ²/2, so its loss is higher by about 0.32²/2 = 0.05 on average, plus or minus how
-# the random logits of the true tokens happen to fall. On 1024 tokens of the validation stories:
+# the random logits of the true tokens happen to fall. On 512 tokens of the validation stories:
 
 # %% tags=["nbval-check-output"]
 from glm3_teach.data import load_corpus
 
-val_ids = torch.tensor([tokenizer.encode(load_corpus("val", "zh")[:3000])[:512],
-                        tokenizer.encode(load_corpus("val", "en")[:6000])[:512]])   # [2, 512]
+val_ids = torch.tensor([tokenizer.encode(load_corpus("val", "zh")[:3000])[:256],
+                        tokenizer.encode(load_corpus("val", "en")[:6000])[:256]])   # [2, 256]
 with torch.no_grad():
-    val_logits = model(val_ids).logits                                              # [2, 512, 4096]
+    val_logits = model(val_ids).logits                                              # [2, 256, 4096]
 loss = torch.nn.functional.cross_entropy(val_logits[:, :-1].flatten(0, 1), val_ids[:, 1:].flatten())
 spread = val_logits.var(dim=-1).mean().item() ** 0.5
 excess = torch.logsumexp(val_logits, dim=-1).mean().item() - math.log(4096)

@@ -5,6 +5,7 @@ The reference forward below is written from chatglm3_facts.md alone: sequence-fi
 (True = masked, pad-query rows opened), in float64.
 """
 
+import dataclasses
 import json
 import math
 import warnings
@@ -374,3 +375,14 @@ def test_an_untrained_model_predicts_almost_uniformly_with_loss_near_ln_vocab():
     assert abs(loss.item() - (math.log(1024) + sigma ** 2 / 2)) < 0.05  # +- the random logits of the targets
     probs = torch.softmax(logits, dim=-1)
     assert probs.max() < 10 / 1024 and probs.min() > 1 / (10 * 1024)
+
+
+def test_the_course_config_is_the_recipes_and_the_shipped_checkpoints():
+    from glm3_teach.paths import REPO_ROOT
+    from glm3_teach.train import TrainConfig
+
+    course = ChatGLMConfig.course()
+    assert TrainConfig.from_file(REPO_ROOT / "configs" / "base.toml").model_config() == course
+    shipped = ChatGLMConfig.from_json(REPO_ROOT / "data" / "checkpoints" / "base" / "config.json")
+    assert dataclasses.replace(shipped, torch_dtype=None) == dataclasses.replace(course, torch_dtype=None)
+    assert (course.eos_token_id, course.pad_token_id) == (4094, 4095)  # the course tokenizer's </s> and <pad>

@@ -16,8 +16,7 @@ from glm3_teach.rope import build_rope_cache
 
 small = ChatGLMConfig(num_layers=1, hidden_size=64, ffn_hidden_size=171, kv_channels=16, num_attention_heads=4,
                       multi_query_group_num=2, padded_vocab_size=100, seq_length=64)
-COURSE = ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64, num_attention_heads=4,
-                       multi_query_group_num=2, padded_vocab_size=4096, seq_length=1024)
+COURSE = ChatGLMConfig.course()  # the course model's sizes
 
 
 # %% [markdown]

@@ -11,8 +11,7 @@ import re
 from glm3_teach import ChatGLMConfig, check, count_parameters
 from glm3_teach.checkpoint import expected_tensors
 
-course_config = ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64,
-                              num_attention_heads=4, multi_query_group_num=2, padded_vocab_size=4096, seq_length=1024)
+course_config = ChatGLMConfig.course()
 chatglm3_config = ChatGLMConfig.chatglm3_6b()
 
 
