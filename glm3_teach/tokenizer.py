@@ -375,12 +375,14 @@ def load_tokenizer(path: str | Path | None = None) -> ChatTokenizerBase:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the course's byte-level BPE tokenizer.")
+    parser = argparse.ArgumentParser(prog="python -m glm3_teach.tokenizer", description="Train the course's byte-level BPE tokenizer.")
     parser.add_argument("--out", type=Path, default=Path("data/tokenizer"), help="folder for tokenizer.json")
     parser.add_argument("--vocab-size", type=int, default=4096, help="ids in all: bytes + merges + special tokens")
     parser.add_argument("--corpus", type=Path, help="a UTF-8 text file (default: the course corpus, train split)")
     args = parser.parse_args(argv)
     if args.corpus:
+        if not args.corpus.is_file():
+            parser.error(f"--corpus {args.corpus}: no such file (give a UTF-8 text file, or leave it out for the course corpus)")
         text = args.corpus.read_text(encoding="utf-8")
     else:
         from glm3_teach.data import load_corpus

@@ -104,6 +104,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        for name in ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"TrainConfig.{name} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -511,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a remark stored in training.json (e.g. the machine was shared)")
     args = parser.parse_args(argv)
     command = "python -m glm3_teach.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    config = TrainConfig.from_file(args.config)
+    try:
+        config = TrainConfig.from_file(args.config)
+    except (OSError, ValueError) as error:  # a missing file, unknown keys, bad values: say which, no traceback
+        parser.error(str(error))
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     from glm3_teach.tokenizer import load_tokenizer

@@ -220,3 +220,12 @@ def test_the_base_checkpoint_is_small_loads_in_fp32_and_meets_the_quality_bar():
 def test_impossible_optimizer_settings_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})
+
+
+def test_the_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = 'fast'\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(bad)])
+    assert exit_info.value.code == 2
+    assert "TrainConfig.lr must be a number, got 'fast'" in capsys.readouterr().err
