@@ -183,6 +183,8 @@ for name, count in parts.items():
     print(f"{name:>16}: {count:>13,} ({count / total:6.2%})")
 print(f"{'total':>16}: {total:>13,}")
 assert total == 6_243_584_000
+assert abs(parts["28 GLM blocks"] / total - 0.91) < 0.005                      # "about 91%" below
+assert abs(parts["word_embeddings"] / total - 0.043) < 0.0005 and parts["output_layer"] == parts["word_embeddings"]
 
 # %% [markdown]
 # The total is exactly **6,243,584,000**, the number lesson 05 will meet again when it builds the

@@ -272,6 +272,15 @@ assert total == 6_243_584_000 == count_parameters(chatglm3_config)
 assert one_layer == 203_960_832
 
 
+def share(part):  # the fraction of all parameters in components whose name contains `part`
+    return sum(v for k, v in components.items() if part in k) / total
+
+
+assert abs(share(".mlp.") - 0.755) < 5e-4 and abs(share(".self_attention.") - 0.160) < 5e-4
+assert abs(share("word_embeddings") - 0.0427) < 5e-5 and abs(share("output_layer") - 0.0427) < 5e-5
+assert sum(v for k, v in components.items() if "layernorm" in k) == 233_472  # the 57 RMSNorm weight vectors
+
+
 # %% [markdown]
 # Exactly **6,243,584,000** parameters, and `count_parameters` agrees. The two SwiGLU matrices
 # alone hold 75.5% of them; attention (`query_key_value` and `dense`) 16.0%; the embedding and
