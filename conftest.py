@@ -4,11 +4,15 @@
   on a CUDA machine they run like every other cell.
 - With several pytest-xdist workers, the CPU threads are shared out between them (each
   notebook kernel inherits ``OMP_NUM_THREADS``), so two workers on two cores do not fight.
-- At the end, the time spent in each notebook is printed, slowest first.
+- At the end, the time spent in each notebook is printed, slowest first, and merged into
+  ``build/lesson_times.json``, which the teacher's guide reads (``glm3_teach.classroom.guide``).
 """
 
+import json
 import os
+import platform
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +54,16 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("time per notebook")
     for path, seconds in sorted(_notebook_seconds.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+    _record_times(Path(terminalreporter.config.rootpath) / "build" / "lesson_times.json")
+
+
+def _record_times(path: Path) -> None:
+    """Merge this run's notebook times into ``path``."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        recorded = {}
+    recorded.setdefault("notebooks", {}).update({p: round(s, 1) for p, s in _notebook_seconds.items()})
+    recorded["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {_workers} pytest worker(s)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")

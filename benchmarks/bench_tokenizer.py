@@ -8,17 +8,22 @@ Table 1: the naive trainer (recount every pair after each merge) against the fas
 must learn the same merges. Table 2: the fast trainer at the course vocabulary as the text
 grows (it should scale about linearly). Table 3: encode throughput of the course tokenizer
 and, when its tokenizer.model is found, the real ChatGLM3 tokenizer (SentencePiece, in C++).
+Table 4: one long pre-token (Han characters of the validation split with everything else
+removed, so the split makes a single chunk): the heap encoder against the old rescanning one
+(quadratic: every merge rescans the chunk), which must give the same ids.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 import time
 
 from glm3_teach.chatglm3_tokenizer import TOKENIZER_ENV_VAR, ChatGLM3Tokenizer
 from glm3_teach.data import load_corpus
 from glm3_teach.paths import find_reference_file
-from glm3_teach.tokenizer import BPETokenizer, load_tokenizer, train_merges, train_merges_naive
+from glm3_teach.tokenizer import BPETokenizer, load_tokenizer, merge, train_merges, train_merges_naive
 
 COURSE_VOCAB = 4096
 
@@ -73,6 +78,34 @@ def encode_throughput(text: str) -> None:
         print(f"(ChatGLM3's tokenizer.model not found; set {TOKENIZER_ENV_VAR} to compare)")
 
 
+def encode_chunk_by_rescanning(tokenizer: BPETokenizer, data: bytes) -> list[int]:
+    """The encoder before the heap: find the lowest-ranked pair, merge it everywhere, rescan."""
+    ids = list(data)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: tokenizer.ranks.get(p, sys.maxsize))
+        if pair not in tokenizer.ranks:
+            break
+        ids = merge(ids, pair, tokenizer.ranks[pair])
+    return ids
+
+
+def long_pretoken(sizes: list[int], rescan_up_to: int) -> None:
+    print("\n4. one long pre-token of Han characters (no punctuation): heap vs rescanning encoder")
+    print(f"{'characters':>10} | {'rescan s':>8} | {'heap s':>7} | {'speed-up':>8} | {'heap µs/char':>12} | same ids")
+    han = "".join(re.findall(r"[\u4e00-\u9fff]", load_corpus("val", "zh")))
+    tokenizer = load_tokenizer()
+    for chars in sizes:
+        data = (han * (chars // len(han) + 1))[:chars].encode()
+        heap_s, ids = seconds(tokenizer._encode_chunk, data)
+        if chars <= rescan_up_to:
+            rescan_s, reference = seconds(encode_chunk_by_rescanning, tokenizer, data)
+            cells = f"{rescan_s:>8.2f} | {heap_s:>7.3f} | {rescan_s / heap_s:>7.0f}x"
+            same = str(reference == ids)
+        else:
+            cells, same = f"{'-':>8} | {heap_s:>7.3f} | {'-':>8}", "-"
+        print(f"{chars:>10,} | {cells} | {heap_s / chars * 1e6:>12.2f} | {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes only")
@@ -80,12 +113,14 @@ def main() -> None:
     zh, en = load_corpus("train", "zh"), load_corpus("train", "en")
     if args.quick:
         naive_vs_fast(zh, en, [10_000], 512)
+        long_pretoken([1_000, 3_000], rescan_up_to=3_000)
         return
     naive_vs_fast(zh, en, [10_000, 20_000, 40_000], 512)
     total = len(zh) + len(en)
     sizes = [s for s in (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000) if s < total] + [total]
     fast_scaling(zh, en, sizes, COURSE_VOCAB)
     encode_throughput(load_corpus("val"))
+    long_pretoken([1_000, 3_000, 10_000, 100_000], rescan_up_to=10_000)
 
 
 if __name__ == "__main__":

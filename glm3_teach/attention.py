@@ -25,8 +25,12 @@ is a ``(k, v)`` tuple of ``[batch, num_kv_groups, seq_so_far, head_dim]``, keys 
 **after RoPE and before the group expansion**, so it is 16x smaller than the expanded one
 on ChatGLM3-6B.
 
+**P-Tuning v2 prefixes** (lesson 10) arrive as the first ``kv_cache`` of a call: learned keys
+and values that ``SelfAttention`` concatenates in front of the new ones. Only the new keys
+are rotated (RoPE runs before the concatenation), so the prefix never is.
+
 What it leaves out: the pre-torch-2 ``baddbmm`` path with layer-number scaling (the factor
-cancels), flash-attention varlen packing, and P-Tuning v2 prefixes (lesson 10).
+cancels) and flash-attention varlen packing.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | str
     return key_pos[None, :] <= query_pos[:, None]                  # [q_len, k_len]
 
 
-def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, past_len: int = 0) -> torch.Tensor:
+def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, past_len: int = 0,
+                         open_pad_rows: bool = True) -> torch.Tensor:
     """Causal + padding mask ``[batch, 1, q_len, past_len + q_len]``, True = may attend.
 
     ``padding_mask`` is ``[batch, past_len + q_len]`` with 1 for real tokens and 0 for pads
@@ -74,6 +79,8 @@ def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, p
     when the key is not in its future and is not a pad. A **pad query** would then see
     nothing (its softmax would be NaN); like ChatGLM3, its row is opened to every key. Its
     output is garbage that no real token ever reads, since real queries never see pad keys.
+    ``open_pad_rows=False`` skips that opening, as ChatGLM3 does when there is a past: with a
+    P-Tuning v2 prefix (lesson 10) a pad query still sees the prefix columns, which are ones.
     """
     if padding_mask.dim() != 2:
         raise ValueError(f"padding_mask must be [batch, seq_len] of 0/1, got shape {list(padding_mask.shape)}")
@@ -83,8 +90,9 @@ def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, p
         raise ValueError(f"padding_mask covers {k_len} positions but past_len + q_len = {past_len + q_len}")
     keep = padding_mask.bool()                                                  # [b, k]
     allowed = causal_mask(q_len, k_len, keep.device)[None] & keep[:, None, :]  # [b, q, k]
-    pad_query = ~keep[:, past_len:]                                             # [b, q]
-    allowed = allowed | pad_query[:, :, None]                                   # pad rows see every key
+    if open_pad_rows:
+        pad_query = ~keep[:, past_len:]                                         # [b, q]
+        allowed = allowed | pad_query[:, :, None]                               # pad rows see every key
     return allowed[:, None]                                                     # [b, 1, q, k]
 
 

@@ -143,9 +143,15 @@ class ChatTokenizerBase:
         """``ids`` as a list of Python ints, or a clear error for anything that is not a valid id."""
         if isinstance(ids, (str, bytes)):
             raise TypeError(f"decode takes token ids, got {type(ids).__name__} {ids!r}; to get ids, call encode")
+        dtype = str(getattr(ids, "dtype", ""))
+        if "bool" in dtype or "float" in dtype:
+            raise TypeError(f"token ids must be integers, got a {dtype} array (a mask or probabilities?); "
+                            f"pass the ids, e.g. output[0].tolist()")
         checked = []
         for position, token_id in enumerate(ids):
             try:
+                if isinstance(token_id, bool) or "bool" in str(getattr(token_id, "dtype", "")):
+                    raise TypeError
                 token_id = operator.index(token_id)
             except TypeError:
                 raise TypeError(f"token id at position {position} is {token_id!r} ({type(token_id).__name__}); "
@@ -251,6 +257,19 @@ class ChatTokenizerBase:
 
 def _tools_json(tools: Any) -> str:
     try:
-        return json.dumps(tools, indent=4, ensure_ascii=False)
-    except TypeError as error:
-        raise TypeError(f"a system message's 'tools' must be JSON data (dicts, lists, strings, numbers): {error}") from None
+        return json.dumps(tools, indent=4, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:  # an object, a cycle, or NaN/inf (not JSON)
+        raise TypeError(f"a system message's 'tools' must be JSON data (dicts, lists, strings, finite numbers, "
+                        f"no cycles): {error}") from None
+
+
+def utf8_or_explain(chunk: str, text: str | None = None) -> bytes:
+    """``chunk`` in UTF-8; a lone surrogate (which UTF-8 cannot encode) is a ``ValueError`` saying where and why."""
+    try:
+        return chunk.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = chunk[error.start]
+        where = (text if text is not None else chunk).find(bad)
+        raise ValueError(f"the text holds a lone surrogate U+{ord(bad):04X} at position {where}, which "
+                         f"UTF-8 cannot encode; it usually comes from decoding bytes with errors='surrogateescape' "
+                         f"or from a broken JSON escape; remove it or decode the source with errors='replace'") from None

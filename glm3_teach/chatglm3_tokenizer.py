@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sentencepiece
 
-from glm3_teach.chat_format import CHATGLM3_SPECIAL_TOKENS, ChatTokenizerBase
+from glm3_teach.chat_format import CHATGLM3_SPECIAL_TOKENS, ChatTokenizerBase, utf8_or_explain
 from glm3_teach.stream_decoder import PER_BYTE_ERRORS
 
 TOKENIZER_ENV_VAR = "GLM3_CHATGLM3_TOKENIZER"
@@ -73,6 +73,7 @@ class ChatGLM3Tokenizer(ChatTokenizerBase):
         return super().encode(text, add_special_tokens=add_special_tokens, allowed_special=allowed_special)
 
     def encode_ordinary(self, text: str) -> list[int]:
+        utf8_or_explain(text)  # SentencePiece's own error for a lone surrogate is opaque
         return self.sp.encode(text)
 
     def decode_ordinary(self, ids: list[int]) -> str:

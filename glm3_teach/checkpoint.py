@@ -20,34 +20,65 @@ in the wanted dtype on the wanted device, then reads the shards **one at a time*
 shard, so the model is never held twice. Missing, unexpected or mis-shaped keys raise one
 ``CheckpointMismatchError`` that lists them.
 
-``save_pretrained`` writes into a temporary folder beside the target and renames it into
-place, so an interrupted save never leaves a half-written checkpoint.
+``save_pretrained`` writes into a hidden staging folder beside the target and swaps it in
+with ``publish_folder``, which is safe against a process killed at any instant:
+
+1. the save is written into ``.NAME.tmp-*`` (never read; removed when stale);
+2. complete, it is renamed ``.NAME.new-*``: from now on a complete new copy has a known name;
+3. the old ``NAME`` is renamed ``.NAME.old-*``, then ``.NAME.new-*`` becomes ``NAME``;
+4. files of the old folder that a save does not write (notes, a dataset) move into the new
+   one, and the old folder is deleted.
+
+After a kill between two renames, ``recover_folder`` (run by every load and every save)
+finishes the swap from the newest complete copy, so ``NAME`` always resolves to a complete
+checkpoint. Publishes and recoveries in one folder take turns under a file lock. A save
+never replaces a folder that is not a checkpoint (``is_model_checkpoint``: a ChatGLM
+``config.json`` beside weights); it refuses with ``FileExistsError`` and writes nothing.
 
 What it leaves out: writing sharded checkpoints, and reading any layout but the four above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
+import glob
 import os
+import pickle
+import re
 import shutil
+import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from glm3_teach.device import as_device
+from glm3_teach.errors import read_json
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+from glm3_teach.quant import build_quantized_structure, quantized_layers
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; publishes in one folder must not overlap
+    fcntl = None
 
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 BIN_NAME = "pytorch_model.bin"
 BIN_INDEX_NAME = "pytorch_model.bin.index.json"
 CONFIG_NAME = "config.json"
+WEIGHT_NAMES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, BIN_INDEX_NAME, BIN_NAME)
+# Files a save writes and a later save replaces (model checkpoints and glm3_teach.train's
+# training states); anything else in the folder (notes, a dataset) is carried over.
+CHECKPOINT_FILES = {CONFIG_NAME, *WEIGHT_NAMES, "trainer_state.json", "optimizer.safetensors", "rng.safetensors"}
+SHARD_PATTERN = re.compile(r"(model|pytorch_model)-\d{5}-of-\d{5}\.(safetensors|bin)")
+KILL_ENV_VAR = "GLM3_KILL_AT_RENAME"  # tests only: n = SIGKILL this process just before its n-th rename
 _LIST_LIMIT = 8  # names shown per kind of problem before "... and N more"
 
 
@@ -74,9 +105,12 @@ class CheckpointInfo:
 
 
 def expected_tensors(config: ChatGLMConfig) -> dict[str, torch.Size]:
-    """Every state-dict key of ``ChatGLMForCausalLM(config)`` and its shape (built on ``meta``, no memory)."""
+    """Every state-dict key of ``ChatGLMForCausalLM(config)`` and its shape (built on ``meta``, no memory).
+
+    With ``config.quantization_bit`` the block Linears are ``QuantizedLinear``s (lesson 11).
+    """
     with torch.device("meta"):
-        model = ChatGLMForCausalLM(config)
+        model = build_quantized_structure(ChatGLMForCausalLM(config))
     return {key: tensor.shape for key, tensor in model.state_dict().items()}
 
 
@@ -110,19 +144,40 @@ def check_keys(expected: dict[str, torch.Size], found: dict[str, Any], path: Pat
 
 def _read_index(index_path: Path) -> tuple[dict[str, list[str]], int | None]:
     """``{shard file: [keys]}`` (files in name order: 00001, 00002, ...) and ``total_size`` of an index file."""
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    weight_map = index.get("weight_map")
+    index = read_json(index_path, fix="download or save the checkpoint again")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(f"{index_path} has no 'weight_map' {{key: shard file}}; is it a Hugging Face index file?")
     shards: dict[str, list[str]] = {}
     for key, file in weight_map.items():
+        _check_shard_name(index_path, key, file)
         shards.setdefault(file, []).append(key)
-    return dict(sorted(shards.items())), index.get("metadata", {}).get("total_size")
+    metadata = index.get("metadata")
+    return dict(sorted(shards.items())), metadata.get("total_size") if isinstance(metadata, dict) else None
+
+
+def _check_shard_name(index_path: Path, key: Any, file: Any) -> None:
+    """A shard is named by a relative path inside the checkpoint folder: never absolute, never ``..``."""
+    if not isinstance(file, str) or not file:
+        raise ValueError(f"{index_path}: weight_map[{key!r}] must be the name of a shard file, got {file!r}")
+    normal = os.path.normpath(file)
+    if os.path.isabs(file) or Path(file).drive or normal == ".." or normal.startswith(".." + os.sep):
+        raise ValueError(f"{index_path} names the shard {file!r} for {key!r}, which lies outside the checkpoint "
+                         f"folder; refusing to read it (an index may only name files inside its own folder)")
 
 
 def _safetensors_shapes(file: Path) -> dict[str, torch.Size]:
-    with safe_open(str(file), framework="pt") as f:
-        return {key: torch.Size(f.get_slice(key).get_shape()) for key in f.keys()}
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {key: torch.Size(f.get_slice(key).get_shape()) for key in f.keys()}
+    except SafetensorError as error:
+        raise _unreadable(file, error) from None
+
+
+def _unreadable(file: Path, error: Exception) -> ValueError:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"{file} cannot be read ({first_line}): it is truncated or corrupt; "
+                      f"save or download it again")
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -132,7 +187,9 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     expected keys and shapes from the model built on the ``meta`` device.
     Raises ``CheckpointMismatchError`` when they differ.
     """
-    path = Path(path)
+    path = recover_folder(Path(path))
+    if path.is_file():
+        raise NotADirectoryError(f"{path} is a file; a checkpoint is the folder holding {CONFIG_NAME} and the weights")
     if not (path / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint folder: it has no {CONFIG_NAME}")
     config = ChatGLMConfig.from_json(path / CONFIG_NAME)
@@ -165,19 +222,31 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
 
 def _resolve_dtype(dtype: torch.dtype | str | None, config: ChatGLMConfig) -> torch.dtype:
     """``dtype`` as a torch dtype; ``None`` means the checkpoint's ``torch_dtype`` (else fp32)."""
-    if dtype is None:
-        dtype = config.torch_dtype or "float32"
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype.removeprefix("torch."), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype such as torch.bfloat16 or 'float32', got {dtype!r}")
-    return dtype
+    asked = (config.torch_dtype or "float32") if dtype is None else dtype
+    resolved = getattr(torch, asked.removeprefix("torch."), None) if isinstance(asked, str) else asked
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        source = " (the torch_dtype in config.json)" if dtype is None else ""
+        raise ValueError(f"dtype must be a floating torch dtype such as torch.bfloat16 or 'float32', "
+                         f"got {asked!r}{source}")
+    return resolved
 
 
 def _read_shard(file: Path) -> dict[str, torch.Tensor]:
-    if file.suffix == ".safetensors":
-        return load_file(str(file), device="cpu")
-    return torch.load(file, map_location="cpu", weights_only=True)
+    """One weight file's tensors; safetensors, or a pickle read weights-only (tensors, never code)."""
+    try:
+        state = (load_file(str(file), device="cpu") if file.suffix == ".safetensors"
+                 else torch.load(file, map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise _unreadable(file, error) from None
+        raise ValueError(f"{file} holds Python objects besides tensors, which safe (weights-only) loading "
+                         f"refuses to unpickle. The file may be malicious: do not load it with "
+                         f"weights_only=False; get a safetensors copy from a source you trust") from None
+    except (SafetensorError, RuntimeError, EOFError) as error:
+        raise _unreadable(file, error) from None
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ValueError(f"{file} does not hold a state dict {{key: tensor}}; is it a checkpoint shard?")
+    return state
 
 
 def load_pretrained(path: str | Path, dtype: torch.dtype | str | None = None,
@@ -194,8 +263,8 @@ def load_pretrained(path: str | Path, dtype: torch.dtype | str | None = None,
         raise FileNotFoundError(f"{len(info.missing_files)} weight files named by the index are missing from {path}: "
                                 f"{info.missing_files[:_LIST_LIMIT]}; finish the download first")
     with torch.device("meta"):
-        model = ChatGLMForCausalLM(info.config)
-    model = model.to(dtype=_resolve_dtype(dtype, info.config)).to_empty(device=device or "cpu")
+        model = build_quantized_structure(ChatGLMForCausalLM(info.config))  # quantized layers as config.json says
+    model = model.to(dtype=_resolve_dtype(dtype, info.config)).to_empty(device=as_device(device or "cpu"))
     targets = model.state_dict()  # shares storage with the parameters and buffers
     seen: dict[str, torch.Size] = {}
     with torch.no_grad():
@@ -204,14 +273,74 @@ def load_pretrained(path: str | Path, dtype: torch.dtype | str | None = None,
             for key, tensor in state.items():
                 seen[key] = tensor.shape
                 if key in targets and tensor.shape == targets[key].shape:
+                    _check_integer_kind(path, key, tensor, targets[key], info.config)
                     targets[key].copy_(tensor)  # converts dtype, moves to the device
             del state  # free this shard before reading the next
     check_keys({key: t.shape for key, t in targets.items()}, seen, path)
     return model.eval()
 
 
+def _check_integer_kind(path: Path, key: str, tensor: torch.Tensor, target: torch.Tensor,
+                        config: ChatGLMConfig) -> None:
+    """Quantized (integer) tensors go only into quantized slots: copying across would silently corrupt them."""
+    if tensor.is_floating_point() != target.is_floating_point():
+        raise CheckpointMismatchError(
+            f"the checkpoint at {path} stores {key} as {tensor.dtype} but its config.json "
+            f"(quantization_bit={config.quantization_bit}) makes it {target.dtype}: the config does not match the "
+            f"tensors; fix quantization_bit in config.json or save the model again with save_pretrained")
+
+
+def _check_quantization_recorded(model: ChatGLMForCausalLM) -> None:
+    """A model's config must say whether (and how) its block Linears are quantized."""
+    layers = quantized_layers(model)
+    config = model.config
+    first = next(iter(layers.values()), None)
+    recorded = (config.quantization_bit, config.quantization_scheme, config.quantization_group_size)
+    actual = (first.bits, first.scheme, first.group_size) if first else (0, config.quantization_scheme, None)
+    if recorded != actual:
+        raise ValueError(f"model.config records quantization {recorded} but the model's layers are {actual}; "
+                         f"quantize with glm3_teach.quant.quantize, which records it")
+
+
 def _is_checkpoint_file(name: str) -> bool:
-    return name == CONFIG_NAME or name.endswith((".safetensors", ".bin", ".index.json"))
+    return name in CHECKPOINT_FILES or SHARD_PATTERN.fullmatch(name) is not None
+
+
+def is_model_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a model checkpoint: a ``config.json`` of ``model_type`` chatglm beside weights.
+
+    What only a checkpoint has: a folder that merely holds some ``config.json`` (an app's, a
+    dataset's) is not one, so no save ever replaces it.
+    """
+    path = Path(path)
+    if not (path / CONFIG_NAME).is_file() or not any((path / name).is_file() for name in WEIGHT_NAMES):
+        return False
+    try:
+        config = read_json(path / CONFIG_NAME)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "chatglm"
+
+
+def check_replaceable(target: str | Path, recognise: Callable[[Path], bool] = is_model_checkpoint,
+                      what: str = "checkpoint folder") -> Path:
+    """Raise unless a save may write ``target``: absent, an empty folder, or a folder ``recognise``
+    accepts, with a writable folder above it. Creates nothing; returns ``target`` as a ``Path``.
+
+    Training calls it for its output folders before the first step, so a finished run is never lost.
+    """
+    target = recover_folder(Path(target))
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or (any(target.iterdir()) and not recognise(target)):
+            raise FileExistsError(f"{target} exists and is not a {what}, so a save will not replace it (nothing "
+                                  f"was written); save to a new or empty folder, or move that one away first")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {target}: {ancestor} is not a folder you can write to; "
+                              f"choose another path")
+    return target
 
 
 def make_readable(folder: Path) -> None:
@@ -225,33 +354,172 @@ def make_readable(folder: Path) -> None:
         item.chmod(0o755 if item.is_dir() else 0o644)
 
 
+# --- crash-safe publishing: staging folders, renames, recovery ---------------------------------
+
+_renames_done = 0
+_LIVE_STAGING: dict[str, int | None] = {}  # staging folders this process is writing -> the fd locking each
+
+
+def _rename(source: Path, destination: Path) -> None:
+    """``os.replace``; with ``GLM3_KILL_AT_RENAME=n`` the process kills itself just before its n-th rename."""
+    global _renames_done
+    _renames_done += 1
+    if os.environ.get(KILL_ENV_VAR) == str(_renames_done):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+    os.replace(source, destination)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder``: publishes and recoveries in it take turns."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; a killed process releases it too
+
+
+def _is_stale(staging: Path) -> bool:
+    """A staging folder no live process is writing (its writer holds a shared lock on it)."""
+    if str(staging) in _LIVE_STAGING or fcntl is None:
+        return False
+    try:
+        fd = os.open(staging, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def staging_folder(target: str | Path) -> Iterator[Path]:
+    """A fresh hidden folder beside ``target`` to write a save into, for ``publish_folder``.
+
+    It is removed on leaving the block unless it was published. While it exists it is locked,
+    so the recovery of another process never mistakes it for the leftover of a killed save.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.parent):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        fd = os.open(staging, os.O_RDONLY) if fcntl is not None else None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        _LIVE_STAGING[str(staging)] = fd
+    try:
+        yield staging
+    finally:
+        fd = _LIVE_STAGING.pop(str(staging), None)
+        if staging.exists():
+            shutil.rmtree(staging)
+        if fd is not None:
+            os.close(fd)
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    """``.NAME.<kind>-*`` folders beside ``target``, oldest first (the names hold the time)."""
+    return sorted(p for p in target.parent.glob(f".{glob.escape(target.name)}.{kind}-*") if p.is_dir())
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{time.time_ns():020d}-{os.getpid()}"
+
+
+def _carry_over(old: Path, target: Path) -> None:
+    """Move the files of ``old`` that a save does not write (notes, ...) into ``target``, unless it has them."""
+    for item in sorted(old.iterdir()):
+        if not _is_checkpoint_file(item.name) and not (target / item.name).exists():
+            _rename(item, target / item.name)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some systems cannot fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sync(folder: Path) -> None:
+    """Flush a folder's files to disk before it is renamed into place (a power cut then keeps them)."""
+    for item in [*folder.rglob("*"), folder]:
+        _fsync(item)
+
+
+def _recover_locked(target: Path, keep: Path | None = None) -> None:
+    """Roll an interrupted publish of ``target`` forward (the lock on its folder is held)."""
+    news, olds = _siblings(target, "new"), _siblings(target, "old")
+    if news:  # a complete copy that did not reach its name: finish its swap
+        if target.exists():
+            aside = _sibling(target, "old")
+            _rename(target, aside)
+            olds.append(aside)
+        _rename(news[-1], target)
+        for older in news[:-1]:
+            shutil.rmtree(older)
+    elif olds and not target.exists():
+        _rename(olds.pop(), target)
+    for old in reversed(olds):
+        _carry_over(old, target)
+        shutil.rmtree(old)
+    for staging in _siblings(target, "tmp"):
+        if staging != keep and _is_stale(staging):
+            shutil.rmtree(staging)
+
+
+def recover_folder(target: str | Path) -> Path:
+    """Finish a save of ``target`` that a killed process left between two renames; returns ``target``.
+
+    The newest complete copy (``.NAME.new-*``, else ``.NAME.old-*``) becomes ``NAME``, files
+    of replaced folders are carried over, and staging folders of dead processes are removed.
+    Does nothing (and takes no lock) when no such folder exists. Every load and save calls it.
+    """
+    target = Path(target)
+    if not target.parent.is_dir() or not any(target.parent.glob(f".{glob.escape(target.name)}.*-*")):
+        return target
+    with _locked(target.parent):
+        _recover_locked(target)
+    return target
+
+
 def publish_folder(staging: Path, target: Path, keep_other_files: bool = False) -> None:
-    """Swap the finished ``staging`` folder into ``target`` by renames, so a reader sees the old
-    folder or the new one, never half of one. Used for checkpoints and training states alike.
+    """Swap the finished ``staging`` folder into ``target`` by renames, crash-safe (see the module
+    docstring): at every instant a complete folder is ``target`` or is recovered as it.
+    Used for checkpoints and training states alike.
 
     ``keep_other_files``: carry over files of the old folder that are not weights, indexes or
     config (notes, logs, a tokenizer the new save did not write).
     """
+    staging, target = Path(staging), Path(target)
     make_readable(staging)
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    old.rmdir()  # a fresh unused name
-    os.replace(target, old)
-    os.replace(staging, target)
-    if keep_other_files:
-        for item in old.iterdir():
-            if not _is_checkpoint_file(item.name) and not (target / item.name).exists():
-                os.replace(item, target / item.name)
-    shutil.rmtree(old)
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Publish a checkpoint folder, refusing to replace a folder that is not a checkpoint."""
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / CONFIG_NAME).exists())):
-        raise FileExistsError(f"{target} exists and is not a checkpoint folder; save to a new or empty folder")
-    publish_folder(staging, target, keep_other_files=True)
+    _sync(staging)
+    with _locked(target.parent):
+        _recover_locked(target, keep=staging)
+        new = _sibling(target, "new")
+        _rename(staging, new)  # from here on the complete new copy has a name recovery knows
+        old = _sibling(target, "old") if target.exists() else None
+        if old is not None:
+            _rename(target, old)
+        _rename(new, target)
+        if old is not None:
+            if keep_other_files:
+                _carry_over(old, target)
+            shutil.rmtree(old)
+        _fsync(target.parent)  # the renames themselves reach the disk
 
 
 def save_pretrained(model: ChatGLMForCausalLM, path: str | Path, tokenizer: Any = None,
@@ -261,14 +529,14 @@ def save_pretrained(model: ChatGLMForCausalLM, path: str | Path, tokenizer: Any 
     ``dtype``: store the floating tensors in this dtype (default: as they are in the model);
     ``config.json`` records it as ``torch_dtype``. ``tokenizer``: anything with a
     ``save(folder)`` method; it writes its files into the checkpoint folder. An existing
-    checkpoint at ``path`` is replaced (its other files, such as notes, are kept).
+    checkpoint at ``path`` is replaced (its other files, such as notes, are kept); a folder that
+    is not a checkpoint (``is_model_checkpoint``) is refused with ``FileExistsError``, untouched.
     Returns the folder.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        state = model.state_dict()
+    target = check_replaceable(Path(path))
+    _check_quantization_recorded(model)
+    with staging_folder(target) as staging:
+        state = model.state_dict()  # quantized layers: their int8 tensors are written as they are
         store_dtype = _resolve_dtype(dtype, model.config) if dtype is not None else next(iter(state.values())).dtype
         tensors = {key: (t.to(store_dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
                    for key, t in state.items()}
@@ -278,8 +546,6 @@ def save_pretrained(model: ChatGLMForCausalLM, path: str | Path, tokenizer: Any 
         del tensors
         if tokenizer is not None:
             tokenizer.save(staging)
-        _publish(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        check_replaceable(target)  # again: the folder may have changed while the weights were written
+        publish_folder(staging, target, keep_other_files=True)
     return target

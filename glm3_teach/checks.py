@@ -6,6 +6,10 @@ one friendly verdict: which input, what was expected, what came back, and a hint
 stops "Run All" with a bare assertion: it returns a ``CheckResult`` that is truthy when every
 case passed, so a solution notebook can write ``assert check(...)``.
 
+Every verdict is also kept as data: ``HISTORY`` lists the ``CheckResult`` of each call in
+order, ``last_check()`` is the newest, and ``CheckResult.to_dict()`` is its machine-readable
+form (name, passed, cases run, message). The classroom autograder reads them.
+
 What it leaves out: timing limits and randomised cases. Cases are listed by the lesson, so
 a learner can rerun exactly the input that failed.
 """
@@ -54,6 +58,18 @@ class CheckResult:
 
     def __repr__(self) -> str:
         return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "passed", "cases_run", "message"}``: the verdict as data (JSON-ready)."""
+        return {"name": self.name, "passed": self.passed, "cases_run": self.cases_run, "message": self.message}
+
+
+HISTORY: list[CheckResult] = []  # every verdict of this session, oldest first
+
+
+def last_check() -> CheckResult | None:
+    """The newest verdict of ``check`` / ``check_value`` in this session (``None`` before the first)."""
+    return HISTORY[-1] if HISTORY else None
 
 
 def _as_case(case: Any) -> Case:
@@ -165,6 +181,7 @@ def _not_done(value: Any) -> bool:
 
 def _report(result: CheckResult) -> CheckResult:
     print(result.message)
+    HISTORY.append(result)
     return result
 
 

@@ -16,6 +16,8 @@ import random
 import numpy as np
 import torch
 
+from glm3_teach.errors import UnavailableError
+
 DEVICE_ENV_VAR = "GLM3_DEVICE"
 _KNOWN_KINDS = ("cpu", "cuda", "mps")
 
@@ -37,25 +39,41 @@ def pick_device(preferred: str | None = None) -> torch.device:
     """
     choice = preferred or os.environ.get(DEVICE_ENV_VAR, "").strip()
     if choice:
-        kind = choice.split(":")[0]
-        if kind not in _KNOWN_KINDS:
-            raise ValueError(
-                f"unknown device {choice!r} (from {'the argument' if preferred else DEVICE_ENV_VAR}); "
-                f"use one of {', '.join(_KNOWN_KINDS)}, optionally with an index such as 'cuda:1'"
-            )
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device {choice!r} was asked for but this PyTorch build sees no CUDA GPU; "
-                f"unset {DEVICE_ENV_VAR} or set it to 'cpu'"
-            )
-        if kind == "mps" and not _mps_available():
-            raise RuntimeError(f"device {choice!r} was asked for but MPS is not available here")
-        return torch.device(choice)
+        return as_device(choice, "the argument" if preferred else DEVICE_ENV_VAR)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def as_device(device: torch.device | str, source: str = "the argument") -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, or one clear error saying what to write.
+
+    ``source`` says where the value came from (an argument, ``GLM3_DEVICE``, a config file).
+
+    >>> as_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        choice = str(device)
+    elif isinstance(device, str) and device.strip():
+        choice = device.strip()
+    else:
+        raise ValueError(f"device must be a string such as 'cpu' or 'cuda:0' (from {source}), got {device!r}")
+    kind, _, index = choice.partition(":")
+    if kind not in _KNOWN_KINDS or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {choice!r} (from {source}); use one of {', '.join(_KNOWN_KINDS)}, "
+                         f"optionally with an index such as 'cuda:1'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UnavailableError(f"device {choice!r} was asked for but this PyTorch build sees no CUDA GPU; "
+                           f"unset {DEVICE_ENV_VAR} or set it to 'cpu'")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UnavailableError(f"device {choice!r} was asked for but only {torch.cuda.device_count()} CUDA GPU(s) "
+                           f"are visible; use an index below that")
+    if kind == "mps" and not _mps_available():
+        raise UnavailableError(f"device {choice!r} was asked for but MPS is not available here")
+    return torch.device(choice)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -65,8 +83,9 @@ def seed_everything(seed: int) -> torch.Generator:
     own stream of random numbers (the course makes random data on the CPU, then moves it
     to the device, so the numbers are the same on every machine).
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be a non-negative int below 2**64 (what PyTorch's generator holds), "
+                         f"got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -43,6 +43,7 @@ and the chat-level helpers ``chat()`` / ``stream_chat()`` (lesson 08).
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -89,7 +90,11 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     tensor([[4., 2.]])
     """
     _check_positive("temperature", temperature, hint="for greedy decoding use do_sample=False")
-    return logits / temperature
+    scaled = logits / temperature
+    if bool((torch.isinf(scaled) & torch.isfinite(logits)).any()):
+        raise ValueError(f"temperature={temperature!r} is so small that logits / temperature overflow to infinity; "
+                         f"use do_sample=False for greedy decoding, or a temperature of at least 1e-3")
+    return scaled
 
 
 def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -224,6 +229,19 @@ def generate_steps(model: torch.nn.Module, input_ids: torch.Tensor, max_new_toke
     input_ids, attention_mask, stop_ids, pad_token_id = _check_generate_args(
         model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty,
         eos_token_ids, attention_mask, generator, pad_token_id)
+    was_training = model.training
+    model.eval()  # dropout off while generating; the mode is restored afterwards
+    try:
+        yield from _decode(model, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample,
+                           dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty), use_cache, generator)
+    finally:
+        model.train(was_training)
+
+
+def _decode(model, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample, transforms,
+            use_cache, generator) -> Iterator[torch.Tensor]:
+    """The loop of ``generate_steps`` on checked arguments; ``transforms`` are ``process_logits``'s."""
     batch = input_ids.shape[0]
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)   # [batch]
     seen_ids, kv_cache, step_ids = input_ids, None, input_ids
@@ -239,8 +257,11 @@ def generate_steps(model: torch.nn.Module, input_ids: torch.Tensor, max_new_toke
             kv_cache = out.kv_cache
         else:
             out = model(seen_ids, attention_mask=attention_mask)                # the whole sequence again
-        logits = process_logits(out.logits[:, -1], pad_free, do_sample=do_sample, temperature=temperature,
-                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        if bool(torch.isnan(out.logits[:, -1]).any()):
+            raise FloatingPointError("the model's logits hold NaN, so no token can be chosen (greedy decoding "
+                                     "would silently pick id 0); the weights or the input are broken: reload "
+                                     "the checkpoint, or run in float32 if float16 overflowed")
+        logits = process_logits(out.logits[:, -1], pad_free, do_sample=do_sample, **transforms)
         next_ids = choose_next_token(logits, do_sample, generator)             # [batch]
         next_ids, finished = finish_rows(next_ids, finished, stop_ids, pad_token_id)
         yield next_ids
@@ -298,9 +319,9 @@ def stream_generate(model: torch.nn.Module, tokenizer: Any, input_ids: torch.Ten
     Joined, the pieces equal ``tokenizer.decode(new_ids)`` (without the stop token) whenever
     the ids end on a whole character.
     """
-    if isinstance(input_ids, str):
-        raise TypeError(f"stream_generate takes token ids, got the text {input_ids[:20]!r}; encode it first: "
-                        f"tokenizer.encode(text) or tokenizer.build_chat_input(query)")
+    if isinstance(input_ids, (str, bytes, bytearray)):
+        raise TypeError(f"stream_generate takes token ids, got the {type(input_ids).__name__} {input_ids[:20]!r}; "
+                        f"encode it first: tokenizer.encode(text) or tokenizer.build_chat_input(query)")
     if not isinstance(input_ids, torch.Tensor):
         input_ids = torch.tensor([_as_ids(input_ids)], dtype=torch.long)
     input_ids = input_ids[None] if input_ids.dim() == 1 else input_ids
@@ -343,20 +364,29 @@ def _check_top_p(top_p: Any) -> None:
                          f"use top_p=None (or 1.0) to switch it off")
 
 
-def _as_ids(ids: Sequence[Any]) -> list[int]:
+def _as_ids(ids: Any) -> list[int]:
+    """A list of Python ints from a sequence of ids; anything else is a clear ``TypeError``."""
+    if isinstance(ids, (str, bytes, bytearray)) or getattr(ids, "dtype", None) in (torch.bool, torch.float32):
+        raise TypeError(f"token ids must be integers, got {ids!r}")
     try:
-        return [operator.index(i) for i in ids]
+        checked = [operator.index(i) for i in ids]
+        if any(isinstance(i, bool) for i in ids):
+            raise TypeError
     except TypeError:
-        raise TypeError(f"token ids must be integers, got {list(ids)[:5]!r}...") from None
+        shown = list(ids)[:5] if isinstance(ids, (list, tuple, torch.Tensor)) else ids
+        raise TypeError(f"token ids must be a list of integers, got {shown!r}") from None
+    return checked
 
 
 def _check_generate_args(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p,
                          repetition_penalty, eos_token_ids, attention_mask, generator, pad_token_id):
     """Raise a clear error for bad arguments; return ``(input_ids, attention_mask, stop_ids, pad_token_id)``."""
-    if (not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point
-            or input_ids.dtype == torch.bool or input_ids.dim() != 2):
-        raise TypeError(f"input_ids must be an integer tensor [batch, prompt_len], got "
-                        f"{type(input_ids).__name__} {list(getattr(input_ids, 'shape', []))}")
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be an integer tensor [batch, prompt_len], got a {type(input_ids).__name__}; "
+                        f"build it with torch.tensor([ids])")
+    if input_ids.dtype not in (torch.long, torch.int32) or input_ids.dim() != 2:
+        raise TypeError(f"input_ids must be an integer tensor [batch, prompt_len], got {input_ids.dtype} of shape "
+                        f"{list(input_ids.shape)}; convert it with .long()")
     input_ids = input_ids.to(_model_device(model))
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(f"the prompt is empty (input_ids shape {list(input_ids.shape)}): the model needs at "
@@ -395,13 +425,25 @@ def _check_generate_args(model, input_ids, max_new_tokens, do_sample, temperatur
         pad_token_id = eos_token_ids[0] if eos_token_ids else config.pad_token_id
     if not 0 <= pad_token_id < vocab:
         raise ValueError(f"pad_token_id {pad_token_id} is outside the vocabulary [0, {vocab})")
-    return input_ids, _check_attention_mask(attention_mask, input_ids), stop_ids, pad_token_id
+    return input_ids, _check_attention_mask(attention_mask, input_ids, getattr(config, "pad_token_id", None)), \
+        stop_ids, pad_token_id
 
 
-def _check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor:
+def _check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor,
+                          pad_token_id: int | None) -> torch.Tensor:
     """The mask as a long tensor of 0/1, all ones when ``None``; checked to be left padding."""
     if attention_mask is None:
+        starts_padded = input_ids[:, 0] == pad_token_id                                  # [batch]
+        if pad_token_id is not None and bool(starts_padded.any()) and not bool(starts_padded.all()):
+            warnings.warn(f"some prompts start with the pad id {pad_token_id} but no attention_mask was given, so "
+                          f"the pads are read as text; pass the attention_mask of the left-padded batch",
+                          stacklevel=4)
         return torch.ones_like(input_ids)
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a tensor of 0 and 1 shaped like input_ids, got "
+                        f"{type(attention_mask).__name__}; build it with torch.tensor(mask)")
+    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError("attention_mask must hold only 0 (pad) and 1 (real token)")
     if tuple(attention_mask.shape) != tuple(input_ids.shape):
         raise ValueError(f"attention_mask must have the shape of input_ids {list(input_ids.shape)}, "
                          f"got {list(attention_mask.shape)}")

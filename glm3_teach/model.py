@@ -24,8 +24,11 @@ Activations are batch-first here; the real code is sequence-first with the same 
 real tokens start at position 0: without ``position_ids`` they are derived from
 ``attention_mask`` as ``cumsum - 1`` (pads get 0), else ``past, past+1, ...``.
 
-What it leaves out: P-Tuning v2 prefixes (lesson 10), quantisation (lesson 11),
-``return_last_logit``, the sequence-classification head, and generation (lesson 07).
+**P-Tuning v2** (lesson 10): with ``pre_seq_len`` set, ``transformer.prefix_encoder`` holds
+learned keys and values that enter every layer as the past KV cache (never rotated, seen by
+every query; real tokens keep positions 0, 1, 2, ...), as ChatGLM3's ``get_prompt`` does.
+
+What it leaves out: quantisation (lesson 11), ``return_last_logit``, the sequence-classification head, and generation (lesson 07).
 """
 
 from __future__ import annotations
@@ -39,14 +42,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from glm3_teach.attention import ATTENTION_IMPLS, KVCache, build_attention_mask, causal_mask
+from glm3_teach.errors import check_field_types, read_json
 from glm3_teach.layers import GLMBlock, RMSNorm
 from glm3_teach.rope import RotaryEmbedding
 
+# Fields whose own checks (prefix, quantization) come with their lessons' messages.
+_OWN_CHECKS = ("pre_seq_len", "prefix_projection", "quantization_bit", "quantization_scheme", "quantization_group_size")
 # Keys of a real config.json that describe the file, not the network.
 _METADATA_KEYS = {"_name_or_path", "architectures", "auto_map", "model_type", "transformers_version"}
+
+# Weight-only quantization schemes (glm3_teach.quant, lesson 11): ChatGLM3's per-row one and group-wise int4.
+QUANTIZATION_SCHEMES = ("chatglm", "group")
+# config.json keys (kept in ``extra``) that record the group scheme; ChatGLM3's own scheme writes neither.
+QUANTIZATION_EXTRA_KEYS = ("quantization_scheme", "quantization_group_size")
 
 # Behaviour flags ChatGLM3 sets one way; the other way is a different network we do not build.
 _UNSUPPORTED = {
@@ -55,8 +67,6 @@ _UNSUPPORTED = {
     "post_layer_norm": (True, "no final layer norm"),
     "fp32_residual_connection": (False, "an fp32 residual stream"),
     "tie_word_embeddings": (False, "an output layer tied to the embedding"),
-    "quantization_bit": (0, "quantised weights (lesson 11 covers quantisation)"),
-    "pre_seq_len": (None, "P-Tuning v2 prefixes (lesson 10)"),
 }
 
 
@@ -97,9 +107,9 @@ class ChatGLMConfig:
     post_layer_norm: bool = True           # must stay True
     fp32_residual_connection: bool = False  # must stay False
     tie_word_embeddings: bool = False      # must stay False
-    quantization_bit: int = 0              # must stay 0
-    pre_seq_len: int | None = None         # must stay None
-    prefix_projection: bool = False        # P-Tuning v2 detail; unused without pre_seq_len
+    quantization_bit: int = 0              # 0 = float weights; 8 or 4 = quantized block Linears (lesson 11)
+    pre_seq_len: int | None = None         # P-Tuning v2 virtual tokens (lesson 10); None = no prefix
+    prefix_projection: bool = False        # P-Tuning v2: an MLP between the prefix embedding and the K/V
     apply_query_key_layer_scaling: bool = True  # no effect on the maths (the factor cancels)
     attention_softmax_in_fp32: bool = True  # the explicit path always uses an fp32 softmax
     bias_dropout_fusion: bool = True       # a kernel-fusion hint; no effect on the maths
@@ -113,6 +123,7 @@ class ChatGLMConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # config.json keys we keep but do not use
 
     def __post_init__(self) -> None:
+        check_field_types(self, skip=_OWN_CHECKS)  # "1e-5" is not a number, "no" is not a bool
         for name in ("num_layers", "hidden_size", "ffn_hidden_size", "kv_channels", "num_attention_heads",
                      "multi_query_group_num", "padded_vocab_size", "seq_length"):
             value = getattr(self, name)
@@ -138,6 +149,22 @@ class ChatGLMConfig:
                 raise ValueError(f"ChatGLMConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        _check_prefix_config(self)
+        _check_quantization_config(self)
+        for name in ("eos_token_id", "pad_token_id"):
+            if not 0 <= getattr(self, name) < self.padded_vocab_size:
+                raise ValueError(f"ChatGLMConfig.{name}={getattr(self, name)} is outside the vocabulary "
+                                 f"[0, padded_vocab_size={self.padded_vocab_size}); use the tokenizer's id")
+
+    @property
+    def quantization_scheme(self) -> str:
+        """``"chatglm"`` (ChatGLM3's per-row scales, the default) or ``"group"`` (kept in ``extra``, lesson 11)."""
+        return self.extra.get("quantization_scheme", "chatglm")
+
+    @property
+    def quantization_group_size(self) -> int | None:
+        """Inputs per scale with the ``"group"`` scheme (kept in ``extra``); ``None`` otherwise."""
+        return self.extra.get("quantization_group_size")
 
     @property
     def num_kv_groups(self) -> int:
@@ -173,13 +200,15 @@ class ChatGLMConfig:
     def from_dict(cls, values: dict[str, Any]) -> ChatGLMConfig:
         """Build from a ``config.json``'s dict; unknown keys go to ``extra`` (with a warning
         unless they only describe the file, like ``auto_map`` or ``transformers_version``)."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a model config must be a JSON object of ChatGLMConfig keys, got {type(values).__name__}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in values.items() if k in names}
         extra = {**values.get("extra", {}), **{k: v for k, v in values.items() if k not in names and k != "extra"}}
         model_type = extra.pop("model_type", "chatglm")  # to_dict writes it back
         if model_type != "chatglm":
             raise ValueError(f"this config is for model_type={model_type!r}, not 'chatglm'; it cannot build ChatGLM3")
-        unused = sorted(set(extra) - _METADATA_KEYS)
+        unused = sorted(set(extra) - _METADATA_KEYS - set(QUANTIZATION_EXTRA_KEYS))
         if unused:
             warnings.warn(f"config keys {unused} are not used by glm3_teach; they are kept in config.extra")
         return cls(**known, extra=extra)
@@ -191,7 +220,11 @@ class ChatGLMConfig:
         path = path / "config.json" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; pass a config.json or the folder that holds it")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        values = read_json(path, fix="restore it from the checkpoint it came with, or re-save the model")
+        try:
+            return cls.from_dict(values)
+        except (ValueError, NotImplementedError) as error:
+            raise type(error)(f"{path}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """A ``config.json``-style dict: ``model_type``, the fields, then the kept extra keys."""
@@ -220,6 +253,61 @@ def count_parameters(config: ChatGLMConfig) -> int:
     mlp = hidden * 2 * ffn + 2 * ffn * linear_bias + ffn * hidden + hidden * linear_bias
     per_layer = qkv + dense + mlp + 2 * hidden  # + two RMSNorm weights
     return vocab * hidden + config.num_layers * per_layer + hidden + vocab * hidden
+
+
+def _check_quantization_config(config: ChatGLMConfig) -> None:
+    """``quantization_bit`` is 0, 8 or 4; the scheme is known; a group size goes with scheme "group" (int4 only)."""
+    bits, scheme, group = config.quantization_bit, config.quantization_scheme, config.quantization_group_size
+    if bits not in (0, 4, 8) or isinstance(bits, bool):
+        raise ValueError(f"ChatGLMConfig.quantization_bit must be 0 (float weights), 8 or 4, got {bits!r}")
+    if scheme not in QUANTIZATION_SCHEMES:
+        raise ValueError(f"ChatGLMConfig.quantization_scheme must be one of {QUANTIZATION_SCHEMES}, got {scheme!r}")
+    if scheme == "group" and (bits != 4 or not isinstance(group, int) or isinstance(group, bool) or group < 2):
+        raise ValueError(f"quantization_scheme='group' needs quantization_bit=4 and a quantization_group_size >= 2, "
+                         f"got quantization_bit={bits!r}, quantization_group_size={group!r}")
+    if scheme == "chatglm" and group is not None:
+        raise ValueError(f"quantization_group_size={group!r} goes with quantization_scheme='group'; "
+                         f"the 'chatglm' scheme has one scale per row")
+
+
+def _check_prefix_config(config: ChatGLMConfig) -> None:
+    """P-Tuning v2 settings: ``pre_seq_len`` is None or a positive int, ``prefix_projection`` a bool."""
+    n = config.pre_seq_len
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"ChatGLMConfig.pre_seq_len must be None (no prefix) or a positive int (the number of "
+                         f"P-Tuning v2 virtual tokens, ChatGLM3's default 128), got {n!r}")
+    if not isinstance(config.prefix_projection, bool):
+        raise ValueError(f"ChatGLMConfig.prefix_projection must be true or false, got {config.prefix_projection!r}")
+
+
+def prefix_kv_size(config: ChatGLMConfig) -> int:
+    """Values one virtual token holds: a key and a value for every layer and KV group,
+    ``num_layers * kv_channels * num_kv_groups * 2`` (ChatGLM3-6B: 28 * 128 * 2 * 2 = 14,336)."""
+    return config.num_layers * config.kv_channels * config.num_kv_groups * 2
+
+
+class PrefixEncoder(nn.Module):
+    """P-Tuning v2's trainable prefix (``transformer.prefix_encoder``), as in ChatGLM3.
+
+    ``embedding``: ``nn.Embedding(pre_seq_len, kv_size)``, one row of keys and values per
+    virtual token; with ``prefix_projection`` the rows pass through ``trans`` =
+    ``Linear(kv_size, hidden_size), Tanh, Linear(hidden_size, kv_size)`` (keys ``trans.0``
+    and ``trans.2``). ``prefix_tokens [batch, pre_seq_len] -> [batch, pre_seq_len, kv_size]``.
+    Lesson 10 teaches it. Freshly built it has PyTorch's default initialisation, as ChatGLM3's.
+    """
+
+    def __init__(self, config: ChatGLMConfig):
+        super().__init__()
+        kv_size = prefix_kv_size(config)
+        self.prefix_projection = config.prefix_projection
+        self.embedding = nn.Embedding(config.pre_seq_len, kv_size)
+        if self.prefix_projection:
+            self.trans = nn.Sequential(nn.Linear(kv_size, config.hidden_size), nn.Tanh(),
+                                       nn.Linear(config.hidden_size, kv_size))
+
+    def forward(self, prefix_tokens: torch.Tensor) -> torch.Tensor:
+        prefix = self.embedding(prefix_tokens)                 # [b, p, kv_size]
+        return self.trans(prefix) if self.prefix_projection else prefix
 
 
 @dataclass
@@ -259,7 +347,11 @@ class GLMTransformer(nn.Module):
 
 
 class ChatGLMModel(nn.Module):
-    """Everything under ``transformer.``: embedding, rotary cache, encoder, output layer."""
+    """Everything under ``transformer.``: embedding, rotary cache, encoder, output layer.
+
+    With ``config.pre_seq_len`` (P-Tuning v2, lesson 10) it also holds ``prefix_encoder`` and,
+    as ChatGLM3 does, freezes every other parameter: only the prefix trains.
+    """
 
     def __init__(self, config: ChatGLMConfig):
         super().__init__()
@@ -267,6 +359,34 @@ class ChatGLMModel(nn.Module):
         self.rotary_pos_emb = RotaryEmbedding(config.kv_channels // 2, rope_ratio=config.rope_ratio)
         self.encoder = GLMTransformer(config)
         self.output_layer = nn.Linear(config.hidden_size, config.padded_vocab_size, bias=False)
+        if config.pre_seq_len is not None:
+            self.add_prefix_encoder(config)
+
+    def add_prefix_encoder(self, config: ChatGLMConfig) -> None:
+        """Freeze everything, then add a fresh ``prefix_encoder`` (on this model's device and dtype)."""
+        for param in self.parameters():
+            param.requires_grad_(False)
+        weight = self.embedding.word_embeddings.weight
+        self.prefix_encoder = PrefixEncoder(config).to(device=weight.device, dtype=weight.dtype)
+        self.prefix_dropout = nn.Dropout(0.1)  # ChatGLM3's ``self.dropout``; active in training only
+        self.prefix_encoder.train(self.training)
+        self.prefix_dropout.train(self.training)
+        self.pre_seq_len = config.pre_seq_len
+        self.prefix_groups, self.prefix_head_dim = config.num_kv_groups, config.kv_channels
+
+    def get_prompt(self, batch: int, dtype: torch.dtype) -> list[KVCache]:
+        """The prefix as a KV cache: one ``(k, v)`` per layer, each ``[batch, groups, pre_seq_len, head_dim]``.
+
+        The encoder output ``[batch, p, num_layers*2*groups*head_dim]`` is cut into
+        ``num_layers*2`` slots; layer ``l`` takes slot ``2l`` as keys and ``2l+1`` as values.
+        Keys are used as they are: RoPE never rotates them.
+        """
+        enc = self.prefix_encoder
+        tokens = torch.arange(self.pre_seq_len, device=enc.embedding.weight.device).expand(batch, -1)  # [b, p]
+        prefix = self.prefix_dropout(enc(tokens).to(dtype))                                           # [b, p, kv]
+        slots = rearrange(prefix, "b p (l two g d) -> l two b g p d", two=2, g=self.prefix_groups,
+                          d=self.prefix_head_dim)                                              # [L, 2, b, G, p, D]
+        return [(layer[0], layer[1]) for layer in slots]                                              # per layer
 
 
 class ChatGLMForCausalLM(nn.Module):
@@ -299,7 +419,9 @@ class ChatGLMForCausalLM(nn.Module):
         batch, seq_len, past_len = self._check_inputs(input_ids, attention_mask, kv_cache)
         position_ids = self._position_ids(batch, seq_len, past_len, attention_mask, position_ids, input_ids.device)
         rope_cache = self.transformer.rotary_pos_emb(self.config.seq_length)[position_ids]  # [b, s, rot/2, 2]
-        mask, is_causal = self._mask(attention_mask, seq_len, past_len, input_ids.device)
+        kv_cache, attention_mask, prefix_len = self._add_prefix(kv_cache, attention_mask, batch)
+        mask, is_causal = self._mask(attention_mask, seq_len, past_len + prefix_len, input_ids.device,
+                                     open_pad_rows=prefix_len == 0)
         hidden_states = self.transformer.embedding(input_ids)                          # [b, s, hidden]
         new_cache, attentions = [], []
         for i, layer in enumerate(self.transformer.encoder.layers):
@@ -315,10 +437,10 @@ class ChatGLMForCausalLM(nn.Module):
                       kv_cache: list[KVCache] | None) -> tuple[int, int, int]:
         """Raise a clear error for malformed inputs; return ``(batch, seq_len, past_len)``."""
         config = self.config
-        if (not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point
-                or input_ids.dtype == torch.bool):
-            raise TypeError(f"input_ids must be an integer tensor, got {type(input_ids).__name__} "
-                            f"{getattr(input_ids, 'dtype', '')}; build it with torch.tensor(ids, dtype=torch.long)")
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int32):
+            raise TypeError(f"input_ids must be an integer tensor (torch.long or int32), got {type(input_ids).__name__} "
+                            f"{getattr(input_ids, 'dtype', '')}; build it with torch.tensor(ids, dtype=torch.long) "
+                            f"or convert it with .long()")
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be [batch, seq_len] with seq_len >= 1, got shape {list(input_ids.shape)}"
                              + ("; add the batch dim with input_ids[None]" if input_ids.dim() == 1 else ""))
@@ -334,6 +456,9 @@ class ChatGLMForCausalLM(nn.Module):
             raise ValueError(f"{past_len} cached + {seq_len} new tokens = {past_len + seq_len} exceeds "
                              f"seq_length={config.seq_length}; shorten the input (or start a new cache)")
         if attention_mask is not None:
+            if not isinstance(attention_mask, torch.Tensor):
+                raise TypeError(f"attention_mask must be a tensor [batch, past + seq_len] of 0 and 1, got "
+                                f"{type(attention_mask).__name__}; build it with torch.tensor(mask)")
             if tuple(attention_mask.shape) != (batch, past_len + seq_len):
                 raise ValueError(f"attention_mask must be [batch, past + seq_len] = {[batch, past_len + seq_len]} "
                                  f"(it covers the cached tokens too), got {list(attention_mask.shape)}")
@@ -341,8 +466,29 @@ class ChatGLMForCausalLM(nn.Module):
                 raise ValueError("attention_mask must hold only 0 (pad) and 1 (real token)")
         return batch, seq_len, past_len
 
+    def _add_prefix(self, kv_cache: list[KVCache] | None, attention_mask: torch.Tensor | None,
+                    batch: int) -> tuple[list[KVCache] | None, torch.Tensor | None, int]:
+        """P-Tuning v2 (lesson 10): ``(kv_cache, attention_mask, prefix_len)`` with the prefix in front.
+
+        Without ``pre_seq_len`` nothing changes. Otherwise the prefix becomes the past keys and
+        values when there is no cache yet (a cache from a previous call already starts with it),
+        and ``attention_mask`` gets ``pre_seq_len`` ones in front: every query sees the prefix.
+        """
+        prefix_len = self.config.pre_seq_len or 0
+        if not prefix_len:
+            return kv_cache, attention_mask, 0
+        if kv_cache is None:
+            kv_cache = self.transformer.get_prompt(batch, self.transformer.embedding.word_embeddings.weight.dtype)
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask.new_ones(batch, prefix_len), attention_mask], dim=1)
+        return kv_cache, attention_mask, prefix_len
+
     def _check_kv_cache(self, kv_cache: list[KVCache] | None, batch: int) -> int:
-        """The past length of a KV cache, after checking its shape."""
+        """The number of real tokens in a KV cache (those with positions), after checking its shape.
+
+        With P-Tuning v2 the cache also starts with the ``pre_seq_len`` prefix slots, which
+        have no position and are not counted.
+        """
         if kv_cache is None:
             return 0
         config = self.config
@@ -355,7 +501,11 @@ class ChatGLMForCausalLM(nn.Module):
             if list(k.shape) != want or list(v.shape) != want:
                 raise ValueError(f"kv_cache[{i}] holds k {list(k.shape)}, v {list(v.shape)}; expected both "
                                  f"[batch, num_kv_groups, past, head_dim] = {want}")
-        return past_len
+        prefix_len = config.pre_seq_len or 0
+        if past_len < prefix_len:
+            raise ValueError(f"kv_cache holds {past_len} entries but this P-Tuning model's cache starts with its "
+                             f"pre_seq_len={prefix_len} prefix slots; pass the kv_cache returned by a previous call")
+        return past_len - prefix_len
 
     def _position_ids(self, batch: int, seq_len: int, past_len: int, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None, device: torch.device) -> torch.Tensor:
@@ -365,6 +515,9 @@ class ChatGLMForCausalLM(nn.Module):
                 counted = attention_mask.long().cumsum(dim=-1) - 1           # [b, past + s]
                 return counted.clamp(min=0)[:, past_len:]                    # pads before the text get 0
             return torch.arange(past_len, past_len + seq_len, device=device).expand(batch, seq_len)
+        if not isinstance(position_ids, torch.Tensor) or position_ids.dtype not in (torch.long, torch.int32):
+            raise TypeError(f"position_ids must be an integer tensor (torch.long), got {type(position_ids).__name__} "
+                            f"{getattr(position_ids, 'dtype', '')}; convert it with .long()")
         if position_ids.dim() != 2 or position_ids.shape[1] != seq_len or position_ids.shape[0] not in (1, batch):
             raise ValueError(f"position_ids must be [batch, seq_len] = {[batch, seq_len]} (or [1, seq_len]), "
                              f"got {list(position_ids.shape)}")
@@ -375,10 +528,13 @@ class ChatGLMForCausalLM(nn.Module):
 
     @staticmethod
     def _mask(attention_mask: torch.Tensor | None, seq_len: int, past_len: int,
-              device: torch.device) -> tuple[torch.Tensor | None, bool]:
-        """``(mask, is_causal)`` for the attention layers: the cheapest form that is correct."""
+              device: torch.device, open_pad_rows: bool = True) -> tuple[torch.Tensor | None, bool]:
+        """``(mask, is_causal)`` for the attention layers: the cheapest form that is correct.
+
+        ``open_pad_rows``: see ``build_attention_mask`` (False with a P-Tuning prefix, as in ChatGLM3).
+        """
         if attention_mask is not None and not bool(attention_mask.bool().all()):
-            return build_attention_mask(attention_mask, seq_len, past_len), False  # [b, 1, s, past + s]
+            return build_attention_mask(attention_mask, seq_len, past_len, open_pad_rows), False  # [b, 1, s, past + s]
         if past_len == 0:
             return None, seq_len > 1                                   # plain causal, fused kernels' fast path
         if seq_len == 1:

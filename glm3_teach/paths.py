@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def data_dir() -> Path:
     """The course's data folder (``data/`` in the repository unless ``GLM3_DATA_DIR`` is set)."""
-    return Path(os.environ.get("GLM3_DATA_DIR", REPO_ROOT / "data"))
+    from_env = os.environ.get("GLM3_DATA_DIR", "").strip()  # set but empty means unset, not "."
+    return Path(from_env).expanduser() if from_env else REPO_ROOT / "data"
 
 
 def reference_dir() -> Path:

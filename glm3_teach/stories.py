@@ -2238,7 +2238,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=COURSE_SEED, help=f"random seed (default: the course seed, {COURSE_SEED})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: data_dir()/corpus)")
     args = parser.parse_args(argv)
+    from glm3_teach.errors import cli_main
+
+    cli_main(parser.prog, lambda: _write_and_report(args))
+
+
+def _write_and_report(args: argparse.Namespace) -> None:
     out = args.out or data_dir() / "corpus"
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the corpus files")
     shown = args.out if args.out is not None else Path("data/corpus")
     result = write_corpus(out, args.seed, command=f"python -m glm3_teach.stories --seed {args.seed} --out {shown}")
     for (split, lang), f in result["figures"].items():

@@ -34,7 +34,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from glm3_teach.chat_format import CHATGLM3_SPECIAL_TOKENS, ChatTokenizerBase
+from glm3_teach.chat_format import CHATGLM3_SPECIAL_TOKENS, ChatTokenizerBase, utf8_or_explain
+from glm3_teach.errors import cli_main, read_json
 
 BYTE_VOCAB = 256
 HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef\U00030000-\U0003134f"
@@ -215,8 +216,13 @@ class BPETokenizer(ChatTokenizerBase):
     def train(cls, text: str, vocab_size: int, special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
               pattern: str = SPLIT_PATTERN, verbose: bool = False) -> "BPETokenizer":
         """Learn merges on ``text`` so that bytes + merges + special tokens make ``vocab_size`` ids."""
+        if not isinstance(text, str):
+            raise TypeError(f"BPETokenizer.train learns from a str of text, got {type(text).__name__}; read your "
+                            f"file with open(path, encoding='utf-8').read() or use glm3_teach.data.load_corpus")
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+            raise TypeError(f"vocab_size must be an int (the number of ids), got {vocab_size!r}")
         num_merges = vocab_size - BYTE_VOCAB - len(special_tokens)
-        if not isinstance(vocab_size, int) or num_merges < 0:
+        if num_merges < 0:
             raise ValueError(f"vocab_size={vocab_size!r} is too small: it must hold the {BYTE_VOCAB} bytes and "
                              f"{len(special_tokens)} special tokens, so at least {BYTE_VOCAB + len(special_tokens)}")
         merges = train_merges(text, num_merges, pattern, verbose=verbose)
@@ -233,24 +239,51 @@ class BPETokenizer(ChatTokenizerBase):
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text`` as plain text: split it, then merge inside each chunk by merge rank."""
-        ids = []
+        ids, covered = [], 0
         for chunk in self._split.findall(text):
+            covered += len(chunk)
             cached = self._cache.get(chunk)
             if cached is None:
                 cached = self._encode_chunk(_utf8(chunk, text))
                 if len(self._cache) < 200_000:
                     self._cache[chunk] = cached
             ids += cached
+        if covered != len(text):
+            raise ValueError(f"this tokenizer's split pattern dropped {len(text) - covered} of the {len(text)} "
+                             f"characters of the text, so they would vanish from the ids; its pattern must match "
+                             f"every character (end it with an alternative such as \\s+|. ); retrain or fix it")
         return ids
 
     def _encode_chunk(self, data: bytes) -> list[int]:
-        ids = list(data)
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, sys.maxsize))
-            if pair not in self.ranks:
-                break
-            ids = merge(ids, pair, self.ranks[pair])
-        return ids
+        """Merge inside one chunk, lowest merge rank first, leftmost first among equals.
+
+        The same ids as rescanning for the best pair after every merge, in ``O(n log n)``: the
+        ids form a linked list (``after``/``before``) and a heap holds ``(rank, position)`` of
+        every mergeable neighbour pair. A merge makes id ``rank``, whose own merges all rank
+        higher, so the heap order is exactly the rescanning order; entries made stale by an
+        earlier merge are skipped when popped.
+        """
+        ids: list[int | None] = list(data)
+        if len(ids) < 2:
+            return list(data)
+        ranks = self.ranks
+        after = [*range(1, len(ids)), -1]
+        before = list(range(-1, len(ids) - 1))
+        heap = [(ranks[pair], i) for i, pair in enumerate(zip(data, data[1:])) if pair in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = after[i]
+            if ids[i] is None or j < 0 or ranks.get((ids[i], ids[j])) != rank:
+                continue                                              # stale: this pair changed since
+            ids[i], ids[j] = rank, None                               # the merged id is the pair's rank
+            after[i] = after[j]
+            if after[i] >= 0:
+                before[after[i]] = i
+            for left, right in ((before[i], i), (i, after[i])):
+                if left >= 0 and right >= 0 and (ids[left], ids[right]) in ranks:
+                    heapq.heappush(heap, (ranks[ids[left], ids[right]], left))
+        return [token for token in ids if token is not None]
 
     def decode_ordinary(self, ids: list[int]) -> str:
         return b"".join(self.vocab[token_id] for token_id in ids).decode("utf-8", errors="replace")
@@ -290,14 +323,10 @@ class BPETokenizer(ChatTokenizerBase):
         path = Path(path)
         if path.is_dir():
             path = path / TOKENIZER_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not path.is_file():
             raise FileNotFoundError(f"no tokenizer file at {path}; train one with "
-                                    f"`python -m glm3_teach.tokenizer --out {path.parent}`") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not a valid tokenizer file (broken JSON: {error}); "
-                             f"rebuild it with `python -m glm3_teach.tokenizer`") from None
+                                    f"`python -m glm3_teach.tokenizer --out {path.parent}`")
+        data = read_json(path, fix="rebuild it with `python -m glm3_teach.tokenizer`")
         return cls._from_dict(data, path)
 
     @classmethod
@@ -310,6 +339,10 @@ class BPETokenizer(ChatTokenizerBase):
         missing = {"pattern", "special_tokens", "merges"} - set(data)
         if missing:
             raise ValueError(f"{path} lacks the keys {sorted(missing)}; retrain the tokenizer")
+        if "num_merges" in data and data["num_merges"] != len(data["merges"]):
+            raise ValueError(f"{path} is corrupt: its header says num_merges={data['num_merges']!r} but it lists "
+                             f"{len(data['merges'])} merges, which would shift every later and every special id; "
+                             f"restore the file or retrain the tokenizer")
         try:
             tokenizer = cls([entry[:2] for entry in data["merges"]], data["special_tokens"], data["pattern"],
                             data.get("eos_token", "</s>"), data.get("pad_token", "<pad>"))
@@ -339,13 +372,7 @@ def _special_token_ids(special_tokens: Sequence[str], first_id: int) -> dict[str
 
 
 def _utf8(chunk: str, text: str) -> bytes:
-    try:
-        return chunk.encode("utf-8")
-    except UnicodeEncodeError as error:
-        bad = chunk[error.start]
-        raise ValueError(f"the text holds a lone surrogate U+{ord(bad):04X} at position {text.find(bad)}, which "
-                         f"UTF-8 cannot encode; it usually comes from decoding bytes with errors='surrogateescape' "
-                         f"or from a broken JSON escape; remove it or decode the source with errors='replace'") from None
+    return utf8_or_explain(chunk, text)
 
 
 def load_tokenizer(path: str | Path | None = None) -> ChatTokenizerBase:
@@ -380,13 +407,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=4096, help="ids in all: bytes + merges + special tokens")
     parser.add_argument("--corpus", type=Path, help="a UTF-8 text file (default: the course corpus, train split)")
     args = parser.parse_args(argv)
+    return cli_main(parser.prog, lambda: _train_and_save(args))
+
+
+def _train_and_save(args: argparse.Namespace) -> int:
+    from glm3_teach.data import load_corpus
+
     if args.corpus:
         if not args.corpus.is_file():
-            parser.error(f"--corpus {args.corpus}: no such file (give a UTF-8 text file, or leave it out for the course corpus)")
-        text = args.corpus.read_text(encoding="utf-8")
+            raise FileNotFoundError(f"--corpus {args.corpus}: no such file (give a UTF-8 text file, or leave it out "
+                                    f"for the course corpus)")
+        try:
+            text = args.corpus.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"--corpus {args.corpus} is not UTF-8 text (byte {error.start} cannot be decoded); "
+                             f"give a text file saved as UTF-8") from None
+        if "\x00" in text:
+            raise ValueError(f"--corpus {args.corpus} holds NUL bytes, so it is a binary file, not text; "
+                             f"give a UTF-8 text file")
     else:
-        from glm3_teach.data import load_corpus
-
         text = load_corpus("train")
     start = time.perf_counter()
     tokenizer = BPETokenizer.train(text, args.vocab_size)

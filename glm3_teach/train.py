@@ -13,13 +13,20 @@ the loop the lesson builds by hand:
 - a tqdm bar with loss, lr and tokens/s, a periodic validation loss with perplexity and bits
   per character (``total nats / ln 2 / characters``, which does not depend on the tokenizer),
   an optional live loss plot for notebooks (``LivePlot``) and a saved figure;
-- training checkpoints written atomically (``save_training_state``: a temporary folder, then a
-  rename) holding the model, the optimizer, the scheduler, the step, every RNG state and the
-  data position, in safetensors + JSON; ``resume`` continues exactly where it stopped.
+- training checkpoints written crash-safely (``save_training_state`` through
+  ``glm3_teach.checkpoint.publish_folder``: a process killed at any instant leaves a complete
+  checkpoint) holding the model, the optimizer, the scheduler, the step, every RNG state and
+  the data position, in safetensors + JSON; ``resume`` continues exactly where it stopped;
+- every setting checked before the first step (``TrainConfig`` types and ranges, the output
+  folders in ``check_before_training``), and a stop before any update that a non-finite loss
+  would make, so a finished run is never lost to a late error and no NaN checkpoint is written.
 
 ``python -m glm3_teach.train --config configs/base.toml`` trains from a TOML or JSON file
 (every key of ``TrainConfig`` below; the model's sizes under ``[model]``), then exports the
 final model in the Hugging Face layout with the tokenizer and a ``training.json`` record.
+The same command plus ``--resume`` continues a run that was stopped or killed (from step 0,
+with a note, when it never reached its first checkpoint). A user error prints one line on
+stderr and exits with status 2.
 
 What it leaves out: several GPUs, sequence packing with attention masks between documents
 (documents in one block may attend to each other, separated by ``</s>``), and early stopping.
@@ -35,11 +42,8 @@ import os
 import platform
 import random
 import shlex
-import shutil
 import sys
-import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,13 +51,21 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from glm3_teach.checkpoint import load_pretrained, publish_folder, save_pretrained
+from glm3_teach.checkpoint import (check_replaceable, load_pretrained, publish_folder, recover_folder,
+                                   save_pretrained, staging_folder)
 from glm3_teach.data import BlockSampler, TokenDataset, load_documents, make_loader, unigram_entropy
-from glm3_teach.device import pick_device, seed_everything
+from glm3_teach.device import as_device, pick_device, seed_everything
+from glm3_teach.errors import check_field_types, cli_main, read_json
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM, count_parameters
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 STATE_FILE, MODEL_FILE, OPTIMIZER_FILE, RNG_FILE = "trainer_state.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors"
 # Keys that may change between a run and its resumption: where things go and how much is shown.
@@ -98,16 +110,17 @@ class TrainConfig:
     samples_prompts: list[str] = field(default_factory=lambda: ["从前，", "One day, "])  # CLI: samples in training.json
 
     def __post_init__(self) -> None:
-        for name in ("block_size", "batch_size", "grad_accum_steps", "max_steps"):
+        check_field_types(self)  # "5" is not an int, "no" is not a bool, nan and inf are not numbers
+        for name in ("block_size", "batch_size", "grad_accum_steps", "max_steps", "log_every", "max_documents",
+                     "num_threads", "stop_after_step"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value is not None and value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        for name in ("eval_every", "eval_blocks", "checkpoint_every", "warmup_steps", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0 (0 switches it off), got {getattr(self, name)!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        for name in ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"TrainConfig.{name} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -118,7 +131,33 @@ class TrainConfig:
                              f"{self.weight_decay!r} and {self.grad_clip!r}")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must lie in [0, max_steps={self.max_steps}]")
-        ChatGLMConfig(**self.model)  # fails early, with the model's own message, on bad sizes
+        self._check_choices()
+        model = self.model_config()  # fails early, with the model's own message, on bad sizes
+        if self.block_size > model.seq_length:
+            raise ValueError(f"TrainConfig.block_size={self.block_size} exceeds the model's seq_length="
+                             f"{model.seq_length} (its longest input); lower block_size or raise model.seq_length")
+
+    def _check_choices(self) -> None:
+        """The settings that are names or texts: betas, save_dtype, lang, device, samples_prompts."""
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must lie in [0, 1) (Adam's moment decay), "
+                                 f"got {getattr(self, name)!r}")
+        dtype = getattr(torch, self.save_dtype.removeprefix("torch."), None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"TrainConfig.save_dtype must name a floating dtype such as 'bfloat16', 'float16' "
+                             f"or 'float32', got {self.save_dtype!r}")
+        if self.lang not in (None, "zh", "en"):
+            raise ValueError(f"TrainConfig.lang must be 'zh', 'en' or None (both), got {self.lang!r}")
+        if self.device is not None:
+            try:
+                as_device(self.device, "TrainConfig.device")
+            except RuntimeError:  # a known kind missing on this machine: reported when training starts
+                pass
+        empty = [i for i, prompt in enumerate(self.samples_prompts) if not prompt.strip()]
+        if empty:
+            raise ValueError(f"TrainConfig.samples_prompts[{empty[0]}] is empty; a sample continues a prompt, "
+                             f"so give some text such as '从前，' (or leave samples_prompts out)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "the config") -> "TrainConfig":
@@ -126,6 +165,8 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         model_names = {f.name for f in dataclasses.fields(ChatGLMConfig)} - {"extra"}
+        if not isinstance(values.get("model", {}), dict):
+            raise ValueError(f"{source}: model must be a table of ChatGLMConfig keys, got {values['model']!r}")
         unknown += [f"model.{k}" for k in sorted(set(values.get("model", {})) - model_names)]
         if unknown:
             raise ValueError(f"{source} has unknown keys {unknown}; the known keys are the fields of "
@@ -140,17 +181,25 @@ class TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}")
         if path.suffix == ".toml":
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            try:
+                values = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{path} is not valid TOML ({error}); fix the line it names") from None
         elif path.suffix == ".json":
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = read_json(path, fix="fix the place it names")
         else:
             raise ValueError(f"{path.name}: a config must be a .toml or .json file")
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a table of TrainConfig keys, got {type(values).__name__}")
         return cls.from_dict(values, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def model_config(self) -> ChatGLMConfig:
+        unknown = sorted(set(self.model) - {f.name for f in dataclasses.fields(ChatGLMConfig)})
+        if unknown:
+            raise ValueError(f"TrainConfig.model has unknown keys {unknown}; use the fields of ChatGLMConfig")
         return ChatGLMConfig(**self.model)
 
 
@@ -164,6 +213,50 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
     """
     targets = input_ids[:, 1:]                                               # [batch, seq]
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+# --- lesson 08's SFT hook: batches {"input_ids", "labels"} from a dataset with a ``collate`` --------
+
+
+def masked_next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``labels[:, t + 1]`` from position ``t``, skipping labels of -100.
+
+    ``logits``: ``[batch, seq, vocab]``; ``labels``: ``[batch, seq]`` (``glm3_teach.sft``). A batch
+    without a single target gives 0 (still connected to the graph), never 0/0 = NaN.
+    """
+    targets = labels[:, 1:]                                                  # [batch, seq - 1]
+    if not bool((targets != -100).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+def make_batches(dataset: Any, batch_size: int, sampler: BlockSampler) -> Any:
+    """Packed blocks (``make_loader``), or SFT samples batched by the dataset's ``collate``."""
+    collate = getattr(dataset, "collate", None)
+    if collate is None:
+        return make_loader(dataset, batch_size, sampler)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0,
+                                       collate_fn=collate)
+
+
+def batch_loss(model: Any, batch: Any, device: torch.device, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
+    """``(mean loss, number of targets)`` of a packed block batch or an SFT batch (a dict).
+
+    An SFT batch may carry ``prefix_ids`` ``[1, prefix]``: ids every row starts with, none of them
+    a target; they go through the model once and their KV cache serves every row (the same
+    loss and gradients as running each full row, for a fraction of the compute).
+    """
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        if isinstance(batch, dict):
+            labels, cache = batch["labels"].to(device), None                 # [batch, seq]
+            if "prefix_ids" in batch:  # a prefix every row shares (the tools system message): run it once
+                cache = model(batch["prefix_ids"].to(device), use_cache=True).kv_cache  # [1, G, prefix, D] each
+                cache = [(k.expand(len(labels), -1, -1, -1), v.expand(len(labels), -1, -1, -1)) for k, v in cache]
+            logits = model(batch["input_ids"].to(device), kv_cache=cache).logits  # [batch, seq, vocab]
+            return masked_next_token_loss(logits, labels), int((labels[:, 1:] != -100).sum())
+        batch = batch.to(device)                                             # [batch, block_size + 1]
+        logits = model(batch[:, :-1]).logits                                 # [batch, block_size, vocab]
+    return next_token_loss(logits, batch), batch[:, 1:].numel()
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -216,13 +309,13 @@ def evaluate(model: torch.nn.Module, dataset: TokenDataset, max_blocks: int = 0,
     device = next(model.parameters()).device
     count = len(dataset) if max_blocks <= 0 else min(max_blocks, len(dataset))
     indices = torch.linspace(0, len(dataset) - 1, count).round().long().tolist()
+    collate = getattr(dataset, "collate", torch.stack)  # SFT samples (lesson 08) or packed blocks
     total_nats, total_tokens = 0.0, 0
     for start in range(0, count, batch_size):
-        batch = torch.stack([dataset[i] for i in indices[start:start + batch_size]]).to(device)  # [b, T + 1]
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(batch[:, :-1]).logits                                             # [b, T, vocab]
-        total_nats += next_token_loss(logits, batch).item() * batch[:, 1:].numel()
-        total_tokens += batch[:, 1:].numel()
+        batch = collate([dataset[i] for i in indices[start:start + batch_size]])  # [b, T + 1] or SFT dict
+        loss, targets = batch_loss(model, batch, device, amp_dtype)
+        total_nats += loss.item() * targets
+        total_tokens += targets
     model.train(was_training)
     loss = total_nats / total_tokens
     characters = total_tokens * dataset.characters_per_token
@@ -264,16 +357,16 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                         step: int, sampler: BlockSampler, config: TrainConfig, history: dict[str, Any]) -> Path:
-    """Write a training checkpoint folder atomically (temp folder, then rename).
+    """Write a training checkpoint folder crash-safely (``glm3_teach.checkpoint.publish_folder``).
+
+    A folder at ``path`` that is not a training checkpoint is never replaced (``FileExistsError``).
 
     It holds ``model.safetensors`` (fp32), ``optimizer.safetensors`` (AdamW moments),
     ``rng.safetensors`` (torch/numpy RNG states) and ``trainer_state.json`` (step, scheduler,
     optimizer hyper-parameters, python RNG, data position, config, history).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    target = check_replaceable(Path(path), is_training_checkpoint, "training checkpoint folder")
+    with staging_folder(target) as staging:
         model_state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
         save_file(model_state, str(staging / MODEL_FILE))
         optimizer_tensors, param_groups = _optimizer_tensors(optimizer)
@@ -283,11 +376,15 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         state = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": param_groups, "rng": rng_info,
                  "data_position": sampler.state_dict(), "config": config.to_dict(), "history": history}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-        publish_folder(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        check_replaceable(target, is_training_checkpoint, "training checkpoint folder")
+        publish_folder(staging, target, keep_other_files=True)
     return target
+
+
+def is_training_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by ``save_training_state`` (it has trainer_state.json beside the weights)."""
+    path = Path(path)
+    return (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file()
 
 
 def _config_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
@@ -303,17 +400,22 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     Raises ``ValueError`` when the checkpoint was made with a different config (other than
     the ``RESUMABLE_KEYS``, which only say where output goes and what is shown).
     """
-    path = Path(path)
+    path = recover_folder(Path(path))
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a training checkpoint: it has no {STATE_FILE}")
-    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_json(path / STATE_FILE, fix="resume from another checkpoint, or delete the folder to start afresh")
+    lacking = [key for key in ("step", "scheduler", "param_groups", "rng", "data_position", "config", "history")
+               if not isinstance(state, dict) or key not in state]
+    if lacking:
+        raise ValueError(f"{path / STATE_FILE} lacks {lacking}: it is not a complete training checkpoint; resume "
+                         f"from another one, or delete {path} to start afresh")
     differences = _config_differences(state["config"], config)
     if differences:
         raise ValueError(f"the checkpoint at {path} was made with a different config, so it cannot resume this run:\n  "
                          + "\n  ".join(differences) + "\nResume with the config it was made with, or start afresh.")
     device = next(model.parameters()).device
-    _unwrap(model).load_state_dict({k: v.to(device) for k, v in load_file(str(path / MODEL_FILE)).items()})
-    tensors = load_file(str(path / OPTIMIZER_FILE))
+    _unwrap(model).load_state_dict({k: v.to(device) for k, v in _load_tensors(path / MODEL_FILE).items()})
+    tensors = _load_tensors(path / OPTIMIZER_FILE)
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         index, name = key.split(".", 1)
@@ -322,8 +424,19 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     optimizer.load_state_dict({"state": slots, "param_groups": groups})
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["data_position"])
-    _set_rng_states(load_file(str(path / RNG_FILE)), state["rng"])
+    _set_rng_states(_load_tensors(path / RNG_FILE), state["rng"])
     return state["step"], state["history"]
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} is missing: the training checkpoint is incomplete; resume from "
+                                f"another one, or delete {file.parent} to start afresh") from None
+    except SafetensorError as error:
+        raise ValueError(f"{file} cannot be read ({error}): it is truncated or corrupt; resume from another "
+                         f"checkpoint, or delete {file.parent} to start afresh") from None
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -417,10 +530,11 @@ def train(model: ChatGLMForCausalLM, data: TrainData, config: TrainConfig, resum
     optimizer, scheduler = build_optimizer(model, config)
     sampler = BlockSampler(len(data.train), config.seed)
     history, step = _new_history(), 0
+    check_before_training(model, data, config, resume)
     if resume is not None:
         step, history = load_training_state(resume, model, optimizer, scheduler, sampler, config)
     forward = torch.compile(model) if config.compile else model
-    batches = iter(make_loader(data.train, config.batch_size, sampler))
+    batches = iter(make_batches(data.train, config.batch_size, sampler))
     tokens_per_step = config.batch_size * config.grad_accum_steps * config.block_size
     last = config.max_steps if config.stop_after_step is None else min(config.max_steps, config.stop_after_step)
     live = LivePlot() if config.live_plot else None
@@ -430,14 +544,11 @@ def train(model: ChatGLMForCausalLM, data: TrainData, config: TrainConfig, resum
         started = time.perf_counter()
         step_loss = 0.0
         for _ in range(config.grad_accum_steps):
-            batch = next(batches).to(device)                                 # [batch, block_size + 1]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = forward(batch[:, :-1]).logits                       # [batch, block_size, vocab]
-            loss = next_token_loss(logits, batch) / config.grad_accum_steps
+            loss = batch_loss(forward, next(batches), device, amp_dtype)[0] / config.grad_accum_steps
             loss.backward()
             step_loss += loss.item()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip > 0 else None
+        _check_finite(step + 1, step_loss, norm, config)  # before the update: the weights stay finite
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
@@ -464,6 +575,31 @@ def train(model: ChatGLMForCausalLM, data: TrainData, config: TrainConfig, resum
             callback(step, history)
     bar.close()
     return history
+
+
+def check_before_training(model: ChatGLMForCausalLM, data: TrainData, config: TrainConfig,
+                          resume: str | Path | None = None) -> None:
+    """Everything that would otherwise fail later: the data's ids fit the model's vocabulary, and
+    ``run_dir/checkpoint`` is absent, empty or a training checkpoint in a writable folder."""
+    tokens = getattr(data.train, "tokens", None)
+    vocab = _unwrap(model).config.padded_vocab_size
+    if isinstance(tokens, torch.Tensor) and len(tokens) and int(tokens.max()) >= vocab:
+        raise ValueError(f"the training data holds token id {int(tokens.max())}, but the model's vocabulary has "
+                         f"padded_vocab_size={vocab} rows; set model.padded_vocab_size to at least the "
+                         f"tokenizer's vocab_size")
+    if config.run_dir:
+        check_replaceable(Path(config.run_dir) / "checkpoint", is_training_checkpoint, "training checkpoint folder")
+
+
+def _check_finite(step: int, loss: float, grad_norm: torch.Tensor | None, config: TrainConfig) -> None:
+    """Stop before an update that would make the weights NaN; the last checkpoint stays as it was."""
+    if math.isfinite(loss) and (grad_norm is None or bool(torch.isfinite(grad_norm))):
+        return
+    what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {float(grad_norm)}"
+    kept = (f"the last checkpoint in {Path(config.run_dir) / 'checkpoint'} is kept unchanged"
+            if config.run_dir else "no checkpoint was written (run_dir is not set)")
+    raise FloatingPointError(f"step {step}: the training {what}, so training stopped before updating the weights; "
+                             f"{kept}. Lower lr (now {config.lr}) or raise warmup_steps, then resume or restart")
 
 
 def build_model(config: TrainConfig, device: torch.device | str | None = None) -> ChatGLMForCausalLM:
@@ -511,30 +647,60 @@ def _machine(device: torch.device) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glm3_teach.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a TOML or JSON file of TrainConfig keys")
-    parser.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from run_dir/checkpoint (from step 0 when the run never reached one)")
     parser.add_argument("--note", default="", help="a remark stored in training.json (e.g. the machine was shared)")
     args = parser.parse_args(argv)
     command = "python -m glm3_teach.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        config = TrainConfig.from_file(args.config)
-    except (OSError, ValueError) as error:  # a missing file, unknown keys, bad values: say which, no traceback
-        parser.error(str(error))
+    return cli_main(parser.prog, lambda: _run(args, command))
+
+
+def _resume_folder(config: TrainConfig, resume: bool) -> Path | None:
+    """The checkpoint ``--resume`` continues from; ``None`` (and a note) when the run has none yet."""
+    if not resume:
+        return None
+    if not config.run_dir:
+        raise ValueError("--resume continues the run saved in run_dir, but the config sets no run_dir; add "
+                         "run_dir = \"runs/NAME\" (the folder of the run to continue) or drop --resume")
+    folder = recover_folder(Path(config.run_dir) / "checkpoint")
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        print(f"--resume: {config.run_dir} holds no training checkpoint yet (the run stopped before its first "
+              f"one), so training starts from step 0", file=sys.stderr, flush=True)
+        return None
+    return folder
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """The command line's work: check everything, train (or resume), export, record."""
+    config = TrainConfig.from_file(args.config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     from glm3_teach.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer()
+    if config.model_config().padded_vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"model.padded_vocab_size={config.model_config().padded_vocab_size} is smaller than the "
+                         f"tokenizer's vocab_size={tokenizer.vocab_size}; set it to at least {tokenizer.vocab_size}")
+    if config.export_dir:
+        check_replaceable(config.export_dir)
+    resume = _resume_folder(config, args.resume)
     started = time.time()
     data = load_data(config, tokenizer)
     model = build_model(config)
     machine = _machine(next(model.parameters()).device)
     print(f"{count_parameters(model.config):,} parameters; {len(data.train.tokens):,} training tokens in "
           f"{len(data.train):,} blocks; {len(data.val.tokens):,} validation tokens", flush=True)
-    resume = Path(config.run_dir) / "checkpoint" if args.resume and config.run_dir else None
     history = train(model, data, config, resume=resume)
     if config.export_dir:  # the numbers below are those of the shipped (exported, reloaded) weights
         save_pretrained(model, config.export_dir, tokenizer=tokenizer, dtype=config.save_dtype)
         model = load_pretrained(config.export_dir, dtype=torch.float32, device=next(model.parameters()).device)
+    _record(args, command, config, model, tokenizer, data, history, machine, started)
+    return 0
+
+
+def _record(args: argparse.Namespace, command: str, config: TrainConfig, model: ChatGLMForCausalLM, tokenizer,
+            data: TrainData, history: dict[str, Any], machine: dict[str, Any], started: float) -> None:
+    """Evaluate the final model, print the summary and write ``training.json`` and the loss curve."""
     final = evaluate(model, data.val, 0, config.batch_size, autocast_dtype(config, next(model.parameters()).device))
     entropy = unigram_entropy(data.val.tokens)
     samples = {p: sample_text(model, tokenizer, p, seed=config.seed) for p in config.samples_prompts}
@@ -557,7 +723,6 @@ def main(argv: list[str] | None = None) -> int:
         (export / "training.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         plot_history(history, export / "loss_curve.png", title=f"{Path(args.config).stem}: {command}")
         print(f"exported to {export}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -118,6 +118,22 @@ def draw_course_map():
 draw_course_map();
 
 # %% [markdown]
+# Where the road ends: by lesson 08 the model you build from scratch is a small bilingual
+# assistant for the tea shop of the course's stories. Here is that finished model (the shipped
+# checkpoint `data/checkpoints/chat`) answering, greedy, one question in each language:
+
+# %% tags=["nbval-check-output"]
+from glm3_teach import load_pretrained, load_tokenizer
+from glm3_teach.chat import chat
+from glm3_teach.paths import data_dir
+
+finished = load_pretrained(data_dir() / "checkpoints" / "chat", dtype=torch.float32)
+finished_tokenizer = load_tokenizer(data_dir() / "checkpoints" / "chat")
+for question in ("乌龙茶多少钱？", "What time do you open?"):
+    answer, _ = chat(finished, finished_tokenizer, question, do_sample=False)
+    print(f"{question} -> {answer}")
+
+# %% [markdown]
 # ## 3. What ChatGLM3-6B really is
 #
 # ChatGLM3-6B (Zhipu AI and Tsinghua KEG, October 2023) is a **decoder-only, text-only**

@@ -10,15 +10,16 @@
 # - why an embedding layer is a lookup table, and why that equals multiplying a one-hot vector by a matrix;
 # - why attention is blind to word order, shown with numbers;
 # - RoPE as rotations of 2-D pairs, and why the score `q·k` then depends only on the distance `m - n`;
-# - ChatGLM3's variant (first half of each head, pairs `(0,1), (2,3), ...`) next to LLaMA's half-split
-#   `rotate_half` form: different outputs, same relative-position property, related by a reordering of dims;
+# - ChatGLM3's variant (first half of each head, adjacent pairs `(0,1), (2,3), ...`, as in Meta's LLaMA)
+#   next to the half-split `rotate_half` form of GPT-NeoX and Hugging Face's LLaMA port: different
+#   outputs, same relative-position property, related by a reordering of dims;
 # - the frequency and wavelength of every pair, for ChatGLM3-6B (`head_dim` 128) and for the course model (64);
 # - what `rope_ratio` does for long contexts, and why the cos/sin cache is computed in fp32.
 
 # %% [markdown]
 # ## 1. Setup
 #
-# The device line differs from machine to machine, so nbval does not compare it. The small demos
+# The device line differs from machine to machine. The small demos
 # of this lesson run on the CPU (they are tiny); the model at the end runs on `device`.
 
 # %% tags=["nbval-ignore-output"]
@@ -39,7 +40,9 @@ print("device:", device)
 
 # %% [markdown]
 # The course model's sizes (the `[model]` of `configs/base.toml`, which lesson 06 trains) next to ChatGLM3-6B's. `head_dim` is `kv_channels` in
-# ChatGLM's config; RoPE rotates `rotary_dim = head_dim // 2` of its dims.
+# ChatGLM's config; RoPE rotates `rotary_dim = head_dim // 2` of its dims. (A naming trap when you
+# read the real code: its variable `rotary_dim` holds the whole head, 128, and it builds
+# `RotaryEmbedding(rotary_dim // 2)`, passing 64. This course calls the rotated part `rotary_dim`.)
 
 # %% tags=["nbval-check-output"]
 tok = load_tokenizer()
@@ -92,8 +95,10 @@ for name, c in [("course", COURSE), ("chatglm3-6b", GLM3_6B)]:
 
 # %% [markdown]
 # The one-hot view also explains training: the gradient of `W` is `one_hotᵀ @ grad`, so only the rows
-# of tokens that occur in the batch receive a gradient. A token the corpus never shows keeps its
-# random row (one reason lesson 01 kept the vocabulary small).
+# of tokens that occur in the batch receive a gradient. A token the corpus never shows gets no
+# gradient from the loss, so it never learns anything (one reason lesson 01 kept the vocabulary
+# small). Its row does not keep its random values, though: lesson 06 trains with AdamW, whose weight
+# decay shrinks every decayed row a little at every step, seen or not.
 
 # %% tags=["nbval-check-output"]
 embedding.zero_grad()
@@ -101,6 +106,18 @@ embedding(input_ids).sum().backward()
 rows_with_gradient = embedding.weight.grad.abs().sum(dim=1).nonzero().flatten().tolist()
 print("rows with a gradient:", rows_with_gradient, "| ids in the batch:", sorted(set(input_ids[0].tolist())))
 assert rows_with_gradient == sorted(set(input_ids[0].tolist()))
+
+# %% tags=["nbval-check-output"]
+table_demo = torch.nn.Embedding(4, 3)
+start_norms = table_demo.weight.detach().norm(dim=1).clone()
+optimizer = torch.optim.AdamW(table_demo.parameters(), lr=1e-2, weight_decay=0.1)
+for _ in range(100):                              # only token 0 is ever seen
+    optimizer.zero_grad()
+    table_demo(torch.tensor([0])).sum().backward()
+    optimizer.step()
+unseen_ratio = (table_demo.weight.detach().norm(dim=1) / start_norms)[1:]
+print("after 100 AdamW steps, the unseen rows kept", [round(r, 3) for r in unseen_ratio.tolist()], "of their norm")
+torch.testing.assert_close(unseen_ratio, torch.full((3,), (1 - 1e-2 * 0.1) ** 100), rtol=1e-5, atol=1e-6)
 
 # %% [markdown]
 # The package's `Embedding` (the module `transformer.embedding` of the model) is exactly this lookup: no
@@ -174,8 +191,9 @@ torch.testing.assert_close(out_b, out_a[perm])  # the same set of outputs, reord
 # %% [markdown]
 # A language model uses a **causal** mask (token `m` sees tokens `0..m`), which gives it *some* order:
 # the first token sees only itself. But the last token, the one that predicts what comes next, sees
-# the same *set* of tokens in both sentences, so its output is identical. Without positions the model
-# would continue "小猫喜欢小狗。" and "小狗喜欢小猫。" in exactly the same way.
+# the same *set* of tokens in both sentences, so its output is identical. With a single attention
+# layer and no positions, a model would continue "小猫喜欢小狗。" and "小狗喜欢小猫。" in exactly the
+# same way.
 
 # %% tags=["nbval-check-output"]
 last_a = attention(x_a, w_q, w_k, w_v, causal=True)[-1]
@@ -183,6 +201,22 @@ last_b = attention(x_b, w_q, w_k, w_v, causal=True)[-1]
 print("last token (。) in A:", last_a[:4].numpy().round(3))
 print("last token (。) in B:", last_b[:4].numpy().round(3))
 torch.testing.assert_close(last_a, last_b)
+
+# %% [markdown]
+# That holds for one layer only. The tokens *before* the last one see different prefixes in the two
+# sentences (小猫 first sees only itself, in B it sees 小狗喜欢 before it), so their outputs differ,
+# and a second layer's last token reads those outputs. From layer 2 on, the causal mask by itself
+# leaks word order, even without positions:
+
+# %% tags=["nbval-check-output"]
+layer2_generator = torch.Generator().manual_seed(1)
+w_q2, w_k2, w_v2 = (torch.randn(HEAD_DIM, HEAD_DIM, generator=layer2_generator, dtype=torch.float64) / 8
+                    for _ in range(3))                 # a second layer: [head_dim, head_dim] each
+two_a = attention(attention(x_a, w_q, w_k, w_v, causal=True), w_q2, w_k2, w_v2, causal=True)[-1]
+two_b = attention(attention(x_b, w_q, w_k, w_v, causal=True), w_q2, w_k2, w_v2, causal=True)[-1]
+leak = (two_a - two_b).abs().max().item()
+print(f"two causal layers, no positions: the last token's outputs differ by up to {leak:.2e}")
+assert leak > 1e-6
 
 
 # %% [markdown]
@@ -353,10 +387,13 @@ for m, n in [(3, 10), (0, 19), (12, 12), (5, 17)]:
 # %% [markdown]
 # From here on the lesson uses the package's `apply_rotary_pos_emb` and `build_rope_cache`.
 #
-# ## 6. Interleaved pairs (ChatGLM) vs half-split pairs (LLaMA)
+# ## 6. Interleaved pairs (ChatGLM, Meta's LLaMA) vs half-split pairs (GPT-NeoX, Hugging Face's LLaMA)
 #
-# LLaMA and GPT-NeoX pair dim `i` with dim `i + rotary_dim/2` (the two halves of the rotated part)
-# instead of dim `2i` with dim `2i + 1` (and LLaMA rotates the whole head). With `rotate_half(x) = [-x2, x1]` for the halves `x1, x2`, the rotation is
+# Meta's original LLaMA code pairs adjacent dims like ChatGLM (it views each head as complex numbers
+# `x[2i] + i·x[2i+1]`, the `rotate_every_two` of GPT-J), but rotates the whole head. GPT-NeoX, and
+# Hugging Face's port of LLaMA, pair dim `i` with dim `i + rotary_dim/2` (the two halves of the
+# rotated part) instead; the port permutes the rows of `W_q` and `W_k` when it converts Meta's
+# checkpoint, so the two give the same model (the reordering below shows why that works). With `rotate_half(x) = [-x2, x1]` for the halves `x1, x2`, the rotation is
 # `x·cos + rotate_half(x)·sin`. Here it is on the same rotated part and with the same angles as ChatGLM's:
 
 # %%
@@ -366,7 +403,7 @@ def rotate_half(x):
 
 
 def half_split_rope(x, rope_cache):
-    """LLaMA's pairing (i, i + rotary_dim/2) on the first rotary_dim dims; x: [batch, heads, seq, head_dim]."""
+    """The half-split pairing (i, i + rotary_dim/2) on the first rotary_dim dims; x: [batch, heads, seq, head_dim]."""
     rotary_dim = 2 * rope_cache.shape[-2]
     cos = rope_cache[..., 0].repeat(1, 2).to(x.dtype)  # [seq, rotary_dim]: pair i's cos at dims i and i + rotary_dim/2
     sin = rope_cache[..., 1].repeat(1, 2).to(x.dtype)
@@ -383,7 +420,7 @@ cache_8 = build_rope_cache(3, 4)
 interleaved, half_split = apply_rotary_pos_emb(x, cache_8), half_split_rope(x, cache_8)
 print("input at position 2:     ", x[0, 0, 2].numpy())
 print("ChatGLM (interleaved):   ", interleaved[0, 0, 2].numpy().round(3))
-print("LLaMA form (half-split): ", half_split[0, 0, 2].numpy().round(3))
+print("half-split (GPT-NeoX):   ", half_split[0, 0, 2].numpy().round(3))
 assert (interleaved[0, 0, 2] - half_split[0, 0, 2]).abs().max() > 1
 
 
@@ -435,11 +472,11 @@ assert is_constant_along_diagonals(scores, atol=1e-4)
 
 # %% [markdown]
 # Without RoPE every entry would be the same `q·k`; with it, the score changes with the distance but not
-# with the absolute position. The LLaMA form has the same property (its table differs, its diagonals
+# with the absolute position. The half-split form has the same property (its table differs, its diagonals
 # are constant too), and the property holds for long distances as well (positions 0 to 299):
 
 # %% tags=["nbval-check-output"]
-for name, rope_fn in [("ChatGLM interleaved", apply_rotary_pos_emb), ("LLaMA half-split", half_split_rope)]:
+for name, rope_fn in [("ChatGLM interleaved", apply_rotary_pos_emb), ("half-split (NeoX)", half_split_rope)]:
     table = score_table(rope_fn, q, k, 300, 32)
     print(f"{name:>20}: scores at distance 1: {table[1, 0].item():+.3f}, constant along every diagonal "
           f"up to 300 positions: {is_constant_along_diagonals(table, atol=1e-3)}")
@@ -659,7 +696,10 @@ assert torch.arange(1000, 1006).to(torch.bfloat16).unique().numel() < 6 and erro
 # `[position_ids]` picks each token's row, and every attention layer calls `apply_rotary_pos_emb` on its
 # queries (all heads) and keys (the KV groups), never on the values. Nothing else in the model knows
 # positions, so an (untrained) course model gives the same logits when every position is shifted by
-# 100, and different logits when the tokens are reordered:
+# 100, and different logits when the tokens are reordered. The reordering is not a test of RoPE,
+# though: with every position set to 0 (RoPE then rotates nothing) the 4-layer model still tells the
+# two orders apart, through the causal mask as shown in section 3. That control is the third line:
+# in this untrained model, most of the change survives without RoPE.
 
 # %% tags=["nbval-check-output"]
 seed_everything(0)
@@ -668,11 +708,16 @@ batch = torch.tensor([ids_a, ids_b], device=device)  # [2, 4]: 小猫喜欢小�
 with torch.no_grad():
     logits = model(batch).logits                                                   # positions 0..3
     shifted = model(batch, position_ids=torch.arange(100, 104, device=device)[None]).logits  # positions 100..103
+    no_positions = model(batch, position_ids=torch.zeros(1, 4, dtype=torch.long, device=device)).logits  # all 0
 largest_shift_change = (logits - shifted).abs().max().item()
 order_change = (logits[0, -1] - logits[1, -1]).abs().max().item()
+order_change_without_rope = (no_positions[0, -1] - no_positions[1, -1]).abs().max().item()
 print(f"shift all positions by 100: the logits change by less than 1e-4: {largest_shift_change < 1e-4}")
 print(f"swap 小猫 and 小狗: the last token's logits change by up to {order_change:.3f} (> 0.01: {order_change > 0.01})")
-assert largest_shift_change < 1e-4 and order_change > 0.01
+print(f"the same swap with every position 0: still up to {order_change_without_rope:.3f} (> 0.01: "
+      f"{order_change_without_rope > 0.01})")
+assert largest_shift_change < 1e-4 and order_change > 0.01 and order_change_without_rope > 0.01
+assert order_change_without_rope > 0.5 * order_change
 
 
 # %% [markdown]
@@ -755,8 +800,11 @@ result = check("rope_cache_at", rope_cache_at, rope_cache_at_reference,
 # - RoPE rotates 2-D pairs of the queries and keys by `position × θ_i`; since `R(m)ᵀR(n) = R(n - m)`,
 #   `q·k` depends only on the distance, and shifting all positions changes nothing.
 # - ChatGLM3 rotates only the first half of each head (`rotary_dim = head_dim // 2`), in interleaved
-#   pairs `(2i, 2i+1)`, with `θ_i = (10000 · rope_ratio)^(-2i/rotary_dim)`. LLaMA's half-split form
-#   gives different numbers (a reordering of the dims), with the same relative property.
+#   pairs `(2i, 2i+1)` as in Meta's LLaMA, with `θ_i = (10000 · rope_ratio)^(-2i/rotary_dim)`. The
+#   half-split form (GPT-NeoX, Hugging Face's LLaMA port) gives different numbers (a reordering of
+#   the dims), with the same relative property.
+# - Without positions, one causal layer cannot tell word orders apart at the last token; from two
+#   layers on the causal mask leaks order, so only a `position_ids = 0` control isolates RoPE.
 # - Wavelengths run from 2π to about 47,000 positions in ChatGLM3-6B (35,000 in the course model);
 #   `rope_ratio` raises the base to slow the slow pairs for long contexts.
 # - The cache is computed in fp32 and then rounded to the model dtype.

@@ -16,7 +16,7 @@
 # - the layout of ChatGLM3's fused `query_key_value` projection, and one attention layer assembled by hand;
 # - that PyTorch's `scaled_dot_product_attention` computes the same numbers;
 # - the mask families of BERT, GPT and GLM, and why every ChatGLM3 prompt starts with `[gMASK] sop`;
-# - how to draw and explore attention maps.
+# - how to draw attention maps, explore them live, and name what trained heads do with pattern scores.
 
 # %% [markdown]
 # Every lesson starts the same way. Random tensors are made on the CPU with a fixed seed and
@@ -32,7 +32,7 @@ from einops import rearrange
 from IPython.display import display
 
 from glm3_teach import ChatGLMConfig, ChatGLMForCausalLM, load_tokenizer, pick_device, seed_everything
-from glm3_teach.checks import check
+from glm3_teach.checks import check, check_value
 from glm3_teach.fonts import use_cjk_font
 
 device = pick_device()
@@ -755,46 +755,148 @@ print(f"rows sum to 1: {torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
 assert gap < 0.1
 
 # %% [markdown]
-# A trained model's heads are not uniform: typically some look at the previous token, some at the
-# first token, some at related words. Lesson 06 trains this small model and saves it in
-# `data/checkpoints/base`; once that checkpoint is on your disk, the next cell draws its maps for
-# the same sentence (otherwise it says so).
+# That flat grid is the **before** picture. Lesson 06 trained this small model on the course corpus
+# and saved it in `data/checkpoints/base` (it ships with the course). Its maps for the same
+# sentence are the **after** picture:
 
 # %%
 from glm3_teach import load_pretrained
 from glm3_teach.paths import data_dir
 
 base_dir = data_dir() / "checkpoints" / "base"
-if base_dir.is_dir():
-    trained = load_pretrained(base_dir, dtype=torch.float32, device=device)
-    trained_tokenizer = load_tokenizer(base_dir)
-    trained_ids = ([trained_tokenizer.special_id("[gMASK]"), trained_tokenizer.special_id("sop")]
-                   + trained_tokenizer.encode(text))
-    with torch.no_grad():
-        trained_attentions = trained(torch.tensor([trained_ids], device=device), output_attentions=True).attentions
-    display(viz.plot_attention_grid(trained_attentions, [trained_tokenizer.token_text(i) for i in trained_ids],
-                                    title="训练后的小模型 trained small model (lesson 06)"))
-else:
-    print("no trained checkpoint in data/checkpoints/base yet: lesson 06 makes it")
+assert (base_dir / "config.json").is_file(), f"{base_dir} is missing: lesson 06 trains it (or restore it with git)"
+trained = load_pretrained(base_dir, dtype=torch.float32, device=device)
+trained_tokenizer = load_tokenizer(base_dir)
+trained_ids = trained_tokenizer.encode(text, add_special_tokens=True)  # [gMASK] sop + the sentence
+with torch.no_grad():
+    trained_attentions = trained(torch.tensor([trained_ids], device=device), output_attentions=True).attentions
+trained_labels = [viz.visible_label(t) for t in viz.token_info(trained_tokenizer, trained_ids)[0]]
+display(viz.plot_attention_grid(trained_attentions, trained_labels, title="训练后的小模型 trained small model (lesson 06)"))
 
 # %% [markdown]
-# ## 13. Exploring one head
-#
-# `viz.render_attention` draws one layer and head, and with `query=` one query's row as a bar chart
-# (here the last token, "."):
+# Now the rows are not flat: bright single cells, whole bright columns, a bright band just below
+# the diagonal. `viz.render_attention` draws one layer and head, and with `query=` one query's row
+# as a bar chart (here the last token, "."), for layer 3, head 1:
 
 # %%
-fig = viz.render_attention(attentions, labels, layer=3, head=1, query=len(ids) - 1)
+fig = viz.render_attention(trained_attentions, trained_labels, layer=3, head=1, query=len(trained_ids) - 1)
 display(fig)
 
 # %% [markdown]
-# `viz.attention_explorer` puts sliders for layer and head and a menu of query tokens on the same
-# function; move them in JupyterLab (a static export of the notebook shows only the controls'
-# first picture, or nothing).
+# ## 13. 注意力查看器 The attention viewer
+#
+# Reading 16 heatmaps cell by cell is slow. `viz.attention_view(model, tokenizer, text)` is a live
+# view for JupyterLab (the first cell below; run it to get it):
+# - **head view**: the queries on the left, the keys on the right, one line per weight, one colour
+#   per head (click a head's chip, or pick it in the menu). Hover a token on the left to see only its
+#   row, *what it reads*; hover one on the right for its column, *who reads it*; click to keep it.
+# - **model view**: all layers x heads as small heatmaps; click one to open it in the head view.
+# - a text box (any sentence; tick "chat format" for a ChatGLM3 chat prompt), a model menu (the
+#   untrained model, `base`, and `chat` or an adapter once later lessons have made them), and
+#   "hide [gMASK] sop": the first tokens soak up much of the weight (an *attention sink*), and
+#   hiding them rescales each row over the other keys so the rest becomes visible.
+# - the **pattern scores** of each head (explained next), in a table beside the lines.
+#
+# The probabilities are computed once per sentence and model; switching layer, head or token is
+# drawn in the browser. Blanks show as `␣`, newlines as `\n`. A saved or exported copy of this
+# notebook shows a static picture in place of the live view.
 
 # %% tags=["nbval-ignore-output"]
-viz.attention_explorer(attentions, labels)
+view = viz.attention_view(trained, trained_tokenizer, text, name="base")
+view
 
+# %% [markdown]
+# The same view can be written to **one HTML file** that opens in any browser without a kernel or
+# the internet (scripts, styles, the Chinese font and the attentions are inside it): for slides
+# or a handout. Here both models go in, so its model menu switches between them.
+
+# %% tags=["nbval-ignore-output"]
+import tempfile
+from pathlib import Path
+
+export_dir = Path(tempfile.mkdtemp())
+html_path = viz.save_attention_html(trained, trained_tokenizer, text, export_dir / "attention_base.html", name="base",
+                                    models={"untrained": (model, tokenizer)})
+print(f"{html_path.name}: {html_path.stat().st_size / 1024:.0f} KiB, self-contained")
+
+# %% [markdown]
+# ## 14. 注意力头的模式 What the trained heads do: pattern scores
+#
+# A head is easier to name with a number. `viz.head_scores` measures, for every head, the weight
+# it puts on one kind of key, averaged over the queries that have such a key:
+#
+# | score | the key | a head high on it |
+# | --- | --- | --- |
+# | `previous` | the token just before the query | a previous-token head |
+# | `sink` | `[gMASK]` / `sop` (the first tokens) | a head resting on the sink |
+# | `self` | the query itself | a self head |
+# | `same_word` | earlier pieces of the query's own word (a run of Han characters, of letters) | a word-assembling head |
+# | `punctuation` | punctuation seen so far, such as 。 | the 。 head |
+#
+# `viz.compute_attentions` returns the probabilities of the layers asked for, `[layers, heads,
+# q_len, k_len]`, and `viz.token_info` each token's text and whether it is special.
+
+# %% tags=["nbval-check-output"]
+trained_attn, shown_layers = viz.compute_attentions(trained, trained_ids)   # [layers, heads, q, k]
+token_texts, is_special = viz.token_info(trained_tokenizer, trained_ids)
+scores = viz.head_scores(trained_attn, token_texts, is_special)             # {name: [layers, heads]}
+untrained_attn, _ = viz.compute_attentions(model, ids)
+untrained_scores = viz.head_scores(untrained_attn, *viz.token_info(tokenizer, ids))
+print(f"{'score':<12} {'trained: layer x head':<36} untrained max")
+for name in viz.SCORE_NAMES:
+    rows = "  ".join(" ".join(f"{v:.2f}" for v in row) for row in scores[name].tolist())
+    print(f"{name:<12} {rows}   {untrained_scores[name].max().item():.2f}")
+
+# %% [markdown]
+# Each row prints the four layers, four heads each. The untrained model's column is the chance
+# level: with uniform rows a query at position $i$ gives every key $1/(i+1)$. The trained heads
+# leave chance behind in two places. The strongest heads of each kind:
+
+# %% tags=["nbval-check-output"]
+for name in viz.SCORE_NAMES:
+    print(f"{name:<12}", "  ".join(f"layer {l} head {h}: {v:.2f}" for l, h, v in viz.top_heads(scores, name, k=2)))
+punct_layer, punct_head, punct_score = viz.top_heads(scores, "punctuation", k=1)[0]
+assert (punct_layer, punct_head) == (3, 1) and punct_score > 0.8
+assert untrained_scores["punctuation"].max() < 0.3
+
+# %% [markdown]
+# **The 。 head.** Layer 3, head 1 puts more than 80 % of each row's weight on punctuation once a
+# query has passed one (chance here is below 30 %): after 。 every later token looks back at it,
+# a vertical bright column in its heatmap. Punctuation marks the end of a clause, and knowing where
+# the last clause ended helps predict what comes next. Is it this sentence only? A different
+# sentence, with a ， as well:
+
+# %% tags=["nbval-check-output"]
+other_text = "我们去公园。天气很好，小狗跑得很快。"
+other_ids = trained_tokenizer.encode(other_text, add_special_tokens=True)
+other_attn, _ = viz.compute_attentions(trained, other_ids, layers=[3])   # only layer 3: [1, heads, q, k]
+other_scores = viz.head_scores(other_attn, *viz.token_info(trained_tokenizer, other_ids))
+print("layer 3 punctuation scores:", [round(v, 2) for v in other_scores["punctuation"][0].tolist()])
+assert other_scores["punctuation"][0].argmax() == 1 and other_scores["punctuation"][0, 1] > 0.7
+
+# %% [markdown]
+# The same head wins again, above 70 %. (`layers=[3]` computed only that layer's
+# probabilities: on ChatGLM3-6B, 28 layers x 32 heads, that is how the viewer stays within memory,
+# `viz.attention_view(model, tokenizer, text, layers=[0, 13, 27])`.)
+#
+# **Same-word and previous-token heads.** Five heads of layers 1 and 2 score 0.38 or more on
+# `same_word` where no untrained head reaches 0.27: they gather the earlier pieces of the word
+# being read (` ca` for `t`, 小猫 for 喜欢 in one run of Han characters). A previous-token head
+# copies what came just before; in this small model none is clean (in large models some score
+# near 1.0), but a few reach about twice the untrained maximum, and exercise 4 finds them. In the
+# view above, pick their layer and tick "hide [gMASK] sop" to see their lines.
+
+# %% tags=["nbval-check-output"]
+word_heads = (scores["same_word"] >= 0.38).nonzero().tolist()
+print("same_word >= 0.38:", word_heads, f" untrained max {untrained_scores['same_word'].max().item():.2f}")
+print(f"previous: trained max {scores['previous'].max().item():.2f}, untrained max {untrained_scores['previous'].max().item():.2f}")
+assert len(word_heads) == 5 and all(layer in (1, 2) for layer, _ in word_heads)
+assert untrained_scores["same_word"].max() < 0.27 and scores["previous"].max() > 1.8 * untrained_scores["previous"].max()
+
+
+# %% [markdown]
+# These scores describe *where* heads look, not *what* they compute: a head can rest on the sink
+# simply to do nothing.
 
 # %% [markdown]
 # ## Exercises
@@ -859,6 +961,35 @@ gqa_cases = [(torch.randn(2, 4, 5, 8, generator=exercise_generator), *torch.rand
 result = check("gqa_no_copy", gqa_no_copy, gqa_reference, gqa_cases,
                hint="rearrange(q, 'b (g r) s d -> b g r s d', g=groups); k[:, :, None]; causal mask on the last two dims")
 
+
+# %% [markdown]
+# ### Exercise 4: find the previous-token heads
+# Write `previous_token_scores(attn)`: for `attn [layers, heads, seq, seq]` (one sentence, no
+# prefix), the mean over the queries $i \ge 1$ of `attn[..., i, i - 1]`, a `[layers, heads]`
+# tensor. Then use it on `trained_attn` and set `previous_layers` to the sorted list of the layers
+# that hold a head scoring above 0.3.
+
+# %%
+def previous_token_scores(attn):
+    raise NotImplementedError
+
+
+previous_layers = None  # e.g. [0, 2]
+
+
+# %% tags=["nbval-check-output"]
+def reference_previous(attn):
+    return viz.head_scores(attn, ["x"] * attn.shape[-1])["previous"]
+
+
+previous_cases = [(trained_attn,), (untrained_attn,), (torch.softmax(torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+                                                                     .masked_fill(~causal_mask(6), float("-inf")), dim=-1),)]
+result = check("previous_token_scores", previous_token_scores, reference_previous, previous_cases,
+               hint="rows = torch.arange(1, seq); attn[..., rows, rows - 1].mean(-1)")
+result = check_value("layers with a previous-token head", previous_layers,
+                     sorted({layer for layer, _ in (scores["previous"] > 0.3).nonzero().tolist()}),
+                     hint="(previous_token_scores(trained_attn) > 0.3).nonzero() gives (layer, head) pairs")
+
 # %% [markdown]
 # Solutions are in `notebooks/solutions/03_attention_solutions.ipynb`; try first.
 #
@@ -881,7 +1012,11 @@ result = check("gqa_no_copy", gqa_no_copy, gqa_reference, gqa_cases,
 # - BERT sees everything, GPT only the past, GLM a bidirectional part A and a causal part B after
 #   `sop`. With `[gMASK]` as the whole part A, GLM's mask is the causal mask, and ChatGLM3 runs
 #   causally; `[gMASK] sop` remain as the prompt's fixed start.
+# - Training turns the flat maps into patterns. The viewer (`viz.attention_view`, or one offline
+#   HTML file with `viz.save_attention_html`) shows them live, and `viz.head_scores` names them:
+#   in the base model layer 3 head 1 is a 。 head (over 0.8 on punctuation, on a new sentence too),
+#   layers 1 and 2 hold same-word heads, layer 3 a weak previous-token head.
 #
 # From now on the course uses `glm3_teach.attention` (`SelfAttention`, `explicit_attention`,
-# `fused_attention`, `causal_mask`, `repeat_kv`, `split_qkv`) and `glm3_teach.viz` for maps.
+# `fused_attention`, `causal_mask`, `repeat_kv`, `split_qkv`) and `glm3_teach.viz` for maps and the viewer.
 # Next: **04 · 前馈网络与归一化 FFN, RMSNorm, the GLM block**.

@@ -11,7 +11,8 @@
 #   keeps, what it saves, and why ChatGLM3 computes it in fp32 even when the model runs in 16 bits;
 # - the GELU MLP of GPT and BERT beside the SwiGLU MLP of ChatGLM3 (the gate comes **first**), and
 #   what `ffn_hidden_size = 13696` costs compared with a classic 4x MLP;
-# - the residual stream, and why pre-norm keeps a deep stack trainable where post-norm does not
+# - the residual stream, and why, at initialisation, pre-norm passes gradients through a deep stack
+#   at about their size while post-norm's compound with depth
 #   (a numerical experiment);
 # - how to assemble one GLM block from the package's attention and your own norm and MLP, checked
 #   against `glm3_teach.layers.GLMBlock`;
@@ -120,31 +121,39 @@ from torch.overrides import TorchFunctionMode
 
 
 class OpLog(TorchFunctionMode):
-    """Inside ``with OpLog() as log:`` every PyTorch function called is appended to ``log.names``."""
+    """Inside ``with OpLog(shape) as log:`` every PyTorch function called is appended to ``log.names``;
+    ``log.full`` says, per call, whether it read or wrote a whole tensor of ``shape``."""
 
-    def __init__(self):
+    def __init__(self, shape):
         super().__init__()
-        self.names = []
+        self.shape, self.names, self.full = shape, [], []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        tensors = [t for t in (*args, *(kwargs or {}).values(), result) if isinstance(t, torch.Tensor)]
         self.names.append(func.__name__)
-        return func(*args, **(kwargs or {}))
+        self.full.append(any(t.shape == self.shape for t in tensors))
+        return result
 
 
-ops = {}
+ops, passes = {}, {}
 for name, run in [("LayerNorm", lambda: layer_norm(x, w, b)), ("RMSNorm", lambda: rms_norm_naive(x, w))]:
-    with OpLog() as log:
+    with OpLog(x.shape) as log:
         run()
-    ops[name] = log.names
-    print(f"{name:>9}: {len(log.names)} ops, reductions (mean): {log.names.count('mean')} | {' '.join(log.names)}")
+    ops[name], passes[name] = log.names, sum(log.full)
+    print(f"{name:>9}: {len(log.names)} ops, {passes[name]} of them over the whole tensor, "
+          f"reductions (mean): {log.names.count('mean')} | {' '.join(log.names)}")
 assert (len(ops["LayerNorm"]), ops["LayerNorm"].count("mean")) == (9, 2)
 assert (len(ops["RMSNorm"]), ops["RMSNorm"].count("mean")) == (6, 1)
+assert (passes["LayerNorm"], passes["RMSNorm"]) == (7, 4)
 
 # %% [markdown]
-# Each op reads the whole `[tokens, hidden]` tensor from memory, and normalisation is limited by
-# memory traffic, not arithmetic: six passes instead of nine, one reduction instead of two (and
-# the second reduction of LayerNorm must wait for the first). Timed below on a `[1024, 4096]`
-# tensor; your numbers will differ, and the cell is not compared. PyTorch's own `F.layer_norm` is
+# Normalisation is limited by memory traffic, not arithmetic, so what counts is how often a whole
+# `[tokens, hidden]` tensor is read or written. The ops on the `[..., 1]` statistics (adding eps, the
+# square root) touch one number per token and cost next to nothing; the rest are full passes:
+# four instead of seven, one reduction instead of two (and the second reduction of LayerNorm must
+# wait for the first). Timed below on a `[1024, 4096]`
+# tensor; your numbers will differ. PyTorch's own `F.layer_norm` is
 # one fused kernel (one pass), which is why it can beat both hand-written versions: compare like with
 # like. ChatGLM3's reference code writes its RMSNorm out in plain ops, as we do.
 
@@ -493,9 +502,13 @@ plt.show()
 # %% [markdown]
 # Why does it matter? Backpropagation carries the gradient down the stream. In pre-norm the stream
 # is a plain sum, `x_L = x_0 + f_1 + f_2 + ...`, so the gradient reaching `x_0` always contains the
-# gradient at the top unchanged, plus the branches' contributions. In post-norm it must pass through
-# every norm, and each one multiplies it by a factor (the norm's Jacobian, ≈ 1/scale of its input):
-# over many layers the factors compound, exponentially in depth.
+# gradient at the top unchanged, plus the branches' contributions. In post-norm every path to `x_0`
+# passes through every norm, and each block multiplies the gradient by the Jacobian of
+# `Norm(x + f(x))`: the norm's (about 1/scale of its input) times that of `x + f(x)` (1 plus the
+# sub-layer's). Nothing holds that per-block factor at 1, so over many blocks the factors
+# compound, exponentially in depth; whether the gradient then shrinks or grows depends on the
+# sub-layers and their initialisation. Here, at initialisation, it grows. (This section measures
+# gradients of untrained stacks; it trains nothing.)
 #
 # **The experiment.** Take a stack of 64 random GLM blocks (the package's, small: `hidden_size` 64),
 # run it pre-norm (as `GLMBlock` does) and post-norm (the same sub-layers, the norm moved after the
@@ -590,7 +603,7 @@ plt.show()
 #   (whether it grows or shrinks depends on the details, such as the initialisation; what does not
 #   change is that it compounds with depth). A deep post-norm stack needs tricks: small learning
 #   rates, long warmup, special initialisations.
-# - **Pre-norm** keeps the gradient gain near 1 at every depth. The price is visible on the left: the
+# - **Pre-norm**, at initialisation, keeps the gradient gain near 1 at every depth. The price is visible on the left: the
 #   stream grows as blocks add to it. That is why a pre-norm model ends with a final norm, and why
 #   `glm3_teach.model.init_weights` shrinks the two projections that write into the stream
 #   (`self_attention.dense`, `mlp.dense_4h_to_h`) by `1/sqrt(2 · num_layers)`, as GPT-2 does.
@@ -889,16 +902,16 @@ with torch.no_grad():
 #
 # ## Summary
 # - **LayerNorm** centres, divides by the standard deviation, scales and shifts. **RMSNorm** only
-#   divides by the root mean square and scales: no mean, no bias, 6 tensor ops instead of 9 and one
-#   reduction instead of two. Both ignore the input's scale; only LayerNorm ignores a shift.
+#   divides by the root mean square and scales: no mean, no bias, 4 passes over the tensor instead
+#   of 7 (6 tensor ops instead of 9) and one reduction instead of two. Both ignore the input's scale; only LayerNorm ignores a shift.
 # - ChatGLM3 computes RMSNorm **in fp32** and casts back: in fp16 an activation of 400 squared
 #   overflows and wipes the token out; in bf16 the fp32 path gives the correctly rounded answer.
 # - The FFN works on each token alone. ChatGLM3's is **SwiGLU**: `silu(gate) * up`, then
 #   `dense_4h_to_h`, with gate and up fused in `dense_h_to_4h`, **gate first**. `ffn_hidden_size`
 #   13696 is not the 8/3 rule (10923; LLaMA's 11008): ChatGLM3's MLP has 1.25x the parameters of a
 #   4x GELU MLP. The course model's 683 follows the 8/3 rule.
-# - **Pre-norm** (`x + f(Norm(x))`) keeps the gradient gain near 1 at any depth; post-norm multiplies
-#   it by a factor per block. The pre-norm stream grows, hence the final norm and the scaled init.
+# - **Pre-norm** (`x + f(Norm(x))`) keeps the gradient gain near 1 at any depth at initialisation;
+#   post-norm multiplies it by a factor per block, compounding with depth. The pre-norm stream grows, hence the final norm and the scaled init.
 # - A **GLM block** is `x + Attn(RMSNorm(x))`, then `+ MLP(RMSNorm(x))`. One ChatGLM3-6B block has
 #   203,960,832 parameters, 82.5% of them in the MLP; a course block has 722,176.
 #

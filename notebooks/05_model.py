@@ -21,7 +21,7 @@
 # %% [markdown]
 # ## 1. Setup
 #
-# The device line differs from machine to machine, so nbval does not compare it.
+# The device line differs from machine to machine.
 
 # %% tags=["nbval-ignore-output"]
 import json
@@ -411,15 +411,33 @@ assert weight_bytes["float32"] == 24_974_336_000 and weight_bytes["bfloat16"] ==
 assert abs(weight_bytes["int8"] / 1e9 - 6.24) < 0.01 and abs(weight_bytes["int4"] / 2**30 - 2.91) < 0.01
 
 # %% [markdown]
-# So ChatGLM3-6B fits a 16 GB GPU in bf16 (about 12.5 GB of weights, plus activations and the KV
-# cache), but not in fp32. Training needs far more: with AdamW in mixed precision each parameter
-# has an fp32 master copy, an fp32 gradient and two fp32 moments, 16 bytes in all, about 100 GB
-# before a single activation is stored. That is why lesson 10 fine-tunes only a few parameters.
+# So ChatGLM3-6B fits a 16 GiB GPU in bf16 (12.5 GB = 11.6 GiB of weights, plus activations and the
+# KV cache), but not in fp32 (23.3 GiB). Training needs far more: with AdamW in mixed precision each
+# parameter has a bf16 weight and a bf16 gradient (2 bytes each) and, in fp32, a master copy of the
+# weight and the two moments `m` and `v` (4 bytes each): 16 bytes in all, about 100 GB before a
+# single activation is stored. That is why lesson 10 fine-tunes only a few parameters.
 
 # %% tags=["nbval-check-output"]
-adamw_bytes = total * (4 + 4 + 4 + 4)   # master weights, gradients, first and second moments
-print(f"AdamW training state: {adamw_bytes / 1e9:.1f} GB")
-assert abs(adamw_bytes / 1e9 - 99.9) < 0.1
+adamw_bytes = total * (2 + 2 + 4 + 4 + 4)   # bf16 weights and gradients; fp32 master weights, m and v
+print(f"AdamW training state: {adamw_bytes / 1e9:.1f} GB = {adamw_bytes / 2**30:.1f} GiB")
+assert abs(adamw_bytes / 1e9 - 99.9) < 0.1 and round(weight_bytes["bfloat16"] / 2**30, 1) == 11.6
+assert round(weight_bytes["float32"] / 2**30, 1) == 23.3
+
+# %% [markdown]
+# **Compute per token.** Each weight takes part in one multiply-add per token in the forward pass,
+# 2 floating-point operations: about `2N` FLOPs per token for `N` parameters (attention over the
+# context adds a little more, growing with its length). The backward pass costs about twice the
+# forward (gradients for the activations and for the weights), so training costs about `6N` per
+# token. Why is the vocabulary padded to 65024 when the tokenizer has 64798 ids? 65024 is a
+# multiple of 128 (508 × 128): matrix shapes that divide evenly into the tiles of GPU kernels and
+# into equal slices for several GPUs run faster. That is the usual reason (Megatron-LM pads its
+# vocabularies to a multiple of 128 for it); ChatGLM3's authors do not document theirs. The 226
+# extra rows are never used.
+
+# %% tags=["nbval-check-output"]
+print(f"forward: {2 * total / 1e9:.1f} GFLOPs per token; training: {6 * total / 1e9:.1f} GFLOPs per token")
+assert round(2 * total / 1e9, 1) == 12.5 and round(6 * total / 1e9, 1) == 37.5
+assert 65024 % 128 == 0 and 65024 // 128 == 508 and 65024 - 64798 == 226
 
 
 # %%
@@ -431,7 +449,7 @@ def draw_memory():
         ax.text(x, weight_bytes[n] / 2**30 + 0.4, f"{weight_bytes[n] / 2**30:.1f} GiB", ha="center")
     for gib in (8, 16, 24):
         ax.axhline(gib, color="#999999", linestyle="--", linewidth=0.8)
-        ax.text(3.45, gib + 0.3, f"{gib} GB 显卡 GPU", ha="right", fontsize=8, color="#666666")
+        ax.text(3.45, gib + 0.3, f"{gib} GiB 显卡 GPU", ha="right", fontsize=8, color="#666666")
     ax.set_ylim(0, 27)
     ax.set_ylabel("权重内存 weight memory (GiB)")
     ax.set_title("ChatGLM3-6B 权重在不同精度下的内存 (weights per dtype)")
@@ -465,7 +483,8 @@ FILE_KEYS = {"_name_or_path", "model_type", "architectures", "auto_map", "transf
 
 config_path = find_reference_file("config.json")
 real_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path else BUILT_IN_CONFIG
-print("read from:", config_path if config_path else "the built-in copy (no reference config.json found)")
+print("read from:", f"the reference folder's {config_path.name}" if config_path
+      else "the built-in copy (no reference config.json found)")
 if config_path:
     assert {k: v for k, v in real_config.items() if k not in FILE_KEYS} == BUILT_IN_CONFIG
     print("keys that describe the file, not the network:", sorted(set(real_config) & FILE_KEYS))

@@ -255,10 +255,11 @@ assert tail_mass[5] > tail_mass[20] > tail_mass[100]
 
 
 # %% [markdown]
-# A fixed `k` is a blunt tool: after some prompts the next token is nearly certain (after "The Clear
-# Spring Tea", the name of the stories' tea shop, only " Shop" fits) and `k = 20` still lets 19
-# poor tokens in; after others (有一天， "one day,") many animals could be the hero of the story
-# and `k = 5` cuts good ones. How many tokens does it take to cover 80% of the probability in each case?
+# A fixed `k` is a blunt tool, because how many tokens deserve a chance changes from one position
+# to the next. After "The Clear Spring Tea" (the name of the stories' tea shop) only " Shop" fits,
+# and this model is certain of it: whatever `k`, the draw is " Shop". After 有一天， ("one day,") many
+# animals could be the hero of the story, and `k = 5` cuts good ones. How many tokens does it take
+# to cover 80% of the probability in each case, and how much probability does `k = 5` throw away?
 
 # %% tags=["nbval-check-output"]
 def tokens_for_mass(probs, mass):
@@ -272,7 +273,10 @@ for text in contexts:
     print(f"after {text!r:<22} top token {contexts[text].max().item():.3f}, "
           f"tokens for 80%: {tokens_for_mass(contexts[text], 0.8)}")
 peaked, flat = contexts["The Clear Spring Tea"], contexts["有一天，"]
-assert tokens_for_mass(peaked, 0.8) < tokens_for_mass(flat, 0.8)
+flat_cut = 1 - flat.topk(5).values.sum().item()
+print(f"after '有一天，' top-5 discards {flat_cut:.2f} of the probability")
+assert peaked.max().item() > 0.999 and tokens_for_mass(peaked, 0.8) == 1
+assert tokens_for_mass(flat, 0.8) > 5 and flat_cut > 0.2
 
 # %% [markdown]
 # ## 6. Top-p (nucleus)
@@ -472,14 +476,30 @@ assert torch.equal(first, again)
 print("ChatGLM3 chat() defaults: temperature", CHATGLM3_TEMPERATURE, "top_p", CHATGLM3_TOP_P)
 
 # %% [markdown]
-# Three samples with three seeds (not compared by the tests: a GPU's logits differ from the
+# Three samples with three seeds (on a GPU they may read differently: its logits differ from the
 # CPU's in the last bits, which can tip a draw):
 
 # %%
+seed_samples = {}
 for seed in (1, 2, 3):
     out = generate(model, story_prompt, 40, do_sample=True, temperature=0.8, top_p=0.8, eos_token_ids=stops,
                    generator=torch.Generator().manual_seed(seed))
+    seed_samples[seed] = out
     print(seed, repr(tok.decode(out[0].tolist())))
+
+# %% [markdown]
+# Different seeds can give the same text, as seeds 1 and 3 do here on the CPU. That is not a
+# broken generator. At most positions this model is so sure that the nucleus of `top_p = 0.8`
+# holds a single token, and the draw has no choice; the text then depends only on the few positions
+# with a real choice, where two seeds can easily pick alike. Counted along seed 1's sample:
+
+# %% tags=["nbval-check-output"]
+with torch.no_grad():
+    step_logits = model(seed_samples[1]).logits[0, story_prompt.shape[1] - 1:-1].float().cpu()  # [new, vocab]
+nucleus = (next_token_probs(step_logits, None, temperature=0.8, top_p=0.8) > 0).sum(-1)   # [new]
+choices = int((nucleus > 1).sum())
+print(f"{choices} of {len(nucleus)} positions had more than one token to draw from")
+assert choices < len(nucleus) / 2
 
 
 # %% [markdown]
@@ -488,8 +508,9 @@ for seed in (1, 2, 3):
 # **surprise** of the text, its average negative log-likelihood per token under the model itself
 # at `T = 1` (high = the model finds its own text unlikely: incoherent). Greedy has the lowest
 # surprise but loops; pure sampling (`T = 1`, no filter) loops far less but draws tail tokens and
-# rambles; ChatGLM3's setting keeps most of greedy's fluency (its surprise lies between the two)
-# with a fraction of its loops; `T = 1.5` is gibberish.
+# rambles; ChatGLM3's setting lies between the two: its surprise is well above greedy's (it closes
+# only about a third of the gap from pure sampling down to greedy), with a fraction of greedy's
+# loops; `T = 1.5` is gibberish.
 
 # %% tags=["nbval-ignore-output"]
 def sample_stats(settings, prompt, n=16, new=150):
@@ -515,11 +536,32 @@ assert stats["T=0.8, top-p 0.8 (ChatGLM3)"][0] < stats["greedy"][0] / 3
 assert stats["T=1.0, no filter"][0] < stats["greedy"][0] / 3
 assert stats["greedy"][1] < stats["T=0.8, top-p 0.8 (ChatGLM3)"][1] < stats["T=1.0, no filter"][1]
 assert stats["T=1.0, no filter"][1] < stats["T=1.5, no filter"][1]
+gap_closed = (stats["T=1.0, no filter"][1] - stats["T=0.8, top-p 0.8 (ChatGLM3)"][1]) / (
+    stats["T=1.0, no filter"][1] - stats["greedy"][1])
+print(f"ChatGLM3's setting closes {gap_closed:.0%} of the surprise gap between pure sampling and greedy")
+assert 0.2 < gap_closed < 0.5
 
 # %% [markdown]
 # A chat model wants replies that are fluent (low surprise) and not stuck (few repeats), and
 # different each time you ask; `T = 0.8` trims the tail a little, top-p 0.8 cuts it off where the
 # model is confident, and keeps choice where it is not.
+#
+# **Is there a top-k too?** ChatGLM3's `chat()` passes only `do_sample`, `top_p` and `temperature`
+# to Hugging Face's `generate()`, which takes every setting not passed from the model's generation
+# config. ChatGLM3-6B ships none, so Hugging Face's defaults apply, and its default `top_k` is 50:
+# the real model samples with top-k 50 *and* top-p 0.8 (Hugging Face applies temperature, then
+# top-k, then top-p). The top-k 50 only matters when the 0.8 nucleus holds more than 50 tokens.
+# For this model, at the positions of the 16 ChatGLM3-setting samples above:
+
+# %% tags=["nbval-check-output"]
+chatglm3_out = generate(model, loop_prompt.repeat(16, 1), 150, eos_token_ids=[], do_sample=True, temperature=0.8,
+                        top_p=0.8, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    position_logits = model(chatglm3_out).logits[:, loop_prompt.shape[1] - 1:-1].float().cpu().flatten(0, 1)
+nucleus_sizes = (next_token_probs(position_logits, None, temperature=0.8, top_p=0.8) > 0).sum(-1)  # [positions]
+print(f"nucleus of top-p 0.8: median {nucleus_sizes.median().item()} tokens, largest {nucleus_sizes.max().item()}; "
+      f"{(nucleus_sizes > 50).sum().item()} of {len(nucleus_sizes)} positions hold more than 50")
+assert (nucleus_sizes > 50).float().mean() < 0.05
 #
 # ## 10. Stop tokens and batches
 #
@@ -661,7 +703,8 @@ best_two = full_logits.topk(2).values
 print(f"largest logit difference below 1e-4: {difference < 1e-4} | gap between the two best tokens above 0.01: "
       f"{(best_two[0] - best_two[1]).item() > 0.01}")
 assert difference < 1e-4 and difference < (best_two[0] - best_two[1]).item()
-#
+
+# %% [markdown]
 # ### Memory: why ChatGLM3 has 2 KV groups
 # Per token the cache holds a key and a value per layer and per KV group:
 # `2 × num_layers × num_kv_groups × head_dim` numbers. For ChatGLM3-6B in fp16:
@@ -682,10 +725,11 @@ print(f"our model (fp32): {kv_cache_bytes(config, bytes_per_value=4):,} bytes/to
 weights_fp16 = 2 * count_parameters(glm6b)
 assert per_token * 8192 == 224 * 2**20 and per_token_mha * 8192 == 3.5 * 2**30
 assert 0.25 * weights_fp16 < per_token_mha * 8192 < 0.5 * weights_fp16
+assert round(weights_fp16 / 1e9, 1) == 12.5 and round(weights_fp16 / 2**30, 1) == 11.6
 
 # %% [markdown]
 # With full multi-head attention a single 8192-token conversation would need 3.5 GiB of cache,
-# more than a quarter of the 12.5 GB of fp16 weights; with 2 groups it needs 224 MiB, so a GPU can
+# more than a quarter of the 12.5 GB (11.6 GiB) of fp16 weights; with 2 groups it needs 224 MiB, so a GPU can
 # serve many conversations at once.
 
 # %%
@@ -731,8 +775,9 @@ with torch.no_grad():
 fig, ax = plt.subplots(figsize=(7, 3.2))
 for name, values in speed.items():
     ax.plot(step_lengths, values, marker="o", label=name)
-ax.set_xlabel("序列长度 sequence length")
-ax.set_ylabel("词元/秒 tokens per second")
+ax.set_xlabel("序列长度 tokens already in the sequence")
+ax.set_ylabel("词元/秒 new tokens per second (one step)")
+ax.set_title("one decoding step: the whole sequence again (no cache) vs one new token (KV cache)", fontsize=9)
 ax.set_yscale("log")
 ax.legend()
 plt.show()
@@ -749,17 +794,66 @@ print(f"with the cache {200 / seconds[True]:,.0f} tokens/s, without {200 / secon
 assert seconds[False] > seconds[True]
 
 # %% [markdown]
-# The speed-up is real but far smaller than the count of positions (136 times fewer at 256 new
-# tokens). A small model processes a few hundred positions almost as fast as one: the matrix
-# products are tiny either way, and each step also pays a fixed price, the Python overhead of a
-# hundred small operations and, above all, reading every weight from memory once. That price is
-# the same for one token as for many:
+# The speed-up is real but far smaller than the count of positions the cache saves:
 
 # %% tags=["nbval-check-output"]
-weight_bytes = count_parameters(config) * 4                     # fp32
-print(f"every decoding step reads all {weight_bytes / 1e6:.0f} MB of weights; ChatGLM3-6B in fp16 reads "
-      f"{2 * count_parameters(glm6b) / 1e9:.1f} GB per token")
-assert round(weight_bytes / 1e6) == 20 and round(2 * count_parameters(glm6b) / 1e9, 1) == 12.5
+prompt_len, new_tokens = short_prompt.shape[1], 200
+positions_without = sum(prompt_len + t for t in range(new_tokens))      # each step reprocesses everything
+positions_with = prompt_len + new_tokens - 1                            # the prompt once, then one per step
+print(f"positions processed for {new_tokens} new tokens: {positions_without:,} without the cache, "
+      f"{positions_with} with it: {positions_without / positions_with:.0f} times fewer")
+assert round(positions_without / positions_with) == 107
+
+# %% [markdown]
+# A small model processes a few hundred positions almost as fast as one: the matrix products are
+# tiny either way, and each step also pays a fixed price that does not depend on the number of
+# positions. What is that price on a CPU? Three timings of one cached step: this model; a model
+# of the same depth (the same number of operations) but almost no weights, which pays only the
+# per-operation overhead (Python, dispatch, small allocations); and merely reading all this
+# model's weights from memory once. (CPU time of this process, so that other programs sharing the
+# machine do not distort the split.)
+
+# %% tags=["nbval-ignore-output"]
+import dataclasses
+
+from glm3_teach.model import ChatGLMForCausalLM
+
+
+def cpu_seconds(fn, repeats=30):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+tiny_depth = ChatGLMForCausalLM(dataclasses.replace(config, hidden_size=8, ffn_hidden_size=8, kv_channels=4,
+                                                   num_attention_heads=2)).eval()      # the same depth, 67 k weights
+cpu_model = model.to("cpu")
+flat_weights = torch.cat([p.detach().flatten() for p in cpu_model.parameters()])
+cpu_ids = random_ids.cpu()
+with torch.no_grad():
+    step_past = cpu_model(cpu_ids[:, :127], use_cache=True).kv_cache
+    tiny_past = tiny_depth(cpu_ids[:, :127], use_cache=True).kv_cache
+    split = {"this model, one cached step": cpu_seconds(lambda: cpu_model(cpu_ids[:, 127:128], kv_cache=step_past)),
+             "same depth, almost no weights": cpu_seconds(lambda: tiny_depth(cpu_ids[:, 127:128], kv_cache=tiny_past)),
+             "reading all weights once": cpu_seconds(lambda: flat_weights.sum())}
+model = model.to(device)
+for name, value in split.items():
+    print(f"{name:32} {value * 1e3:6.2f} ms of CPU time")
+overhead_share = split["same depth, almost no weights"] / split["this model, one cached step"]
+print(f"overhead share of a cached step: {overhead_share:.0%}")
+assert overhead_share > 0.25 and split["reading all weights once"] < split["same depth, almost no weights"]
+
+# %% [markdown]
+# On a CPU the fixed price of this small model is largely per-operation overhead: the weightless
+# model of the same depth costs a large share of a real step, and reading the 20 MB of weights
+# costs less than that. On a GPU serving a large model it is the other way round: each step must
+# stream every weight from memory once, whatever the number of positions:
+# print(f"every decoding step reads all {weight_bytes / 1e6:.0f} MB of weights; ChatGLM3-6B in fp16 reads "
+#       f"{2 * count_parameters(glm6b) / 1e9:.1f} GB per token")
+# assert round(weight_bytes / 1e6) == 20 and round(2 * count_parameters(glm6b) / 1e9, 1) == 12.5
 
 # %% [markdown]
 # This is why decoding is **memory-bound**: a GPU serving ChatGLM3-6B spends each step streaming
@@ -930,7 +1024,8 @@ result = check("finish_step", finish_step, finish_rows,
 # - The transforms, in Hugging Face's order: repetition penalty (divide positive logits of seen
 #   tokens, multiply negative ones), temperature (divide all logits by `T`), top-k (keep `k`
 #   tokens), top-p (keep the smallest set reaching probability `p`).
-# - ChatGLM3's `chat()` samples with `temperature=0.8, top_p=0.8` and stops on `</s>`,
+# - ChatGLM3's `chat()` samples with `temperature=0.8, top_p=0.8` (and, through Hugging Face's
+#   defaults, `top_k=50`, which rarely cuts anything the nucleus keeps) and stops on `</s>`,
 #   `<|user|>` and `<|observation|>`.
 # - Batches are padded on the left; each row's positions start at 0 and each row stops on its own.
 # - The KV cache stores keys (after RoPE) and values (before the group expansion) of every layer,

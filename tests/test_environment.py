@@ -13,7 +13,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name where they differ
-PIP_ONLY = {"mplfonts"}  # not on conda-forge: installed by the pip: section
+PIP_ONLY = {"mplfonts", "playwright"}  # installed by the pip: section (playwright: its conda package is not conda-forge's)
 
 
 def split_requirement(text: str) -> tuple[str, str]:

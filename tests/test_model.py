@@ -134,7 +134,7 @@ def test_config_json_round_trip_keeps_every_field_and_unknown_keys(tmp_path):
 
 @pytest.mark.parametrize("flag, value", [("rmsnorm", False), ("apply_residual_connection_post_layernorm", True),
                                          ("post_layer_norm", False), ("fp32_residual_connection", True),
-                                         ("tie_word_embeddings", True), ("quantization_bit", 4), ("pre_seq_len", 128)])
+                                         ("tie_word_embeddings", True)])
 def test_behaviour_flags_we_do_not_implement_are_refused(flag, value):
     with pytest.raises(NotImplementedError, match=f"{flag}={value!r}.*set {flag}="):
         tiny_config(**{flag: value})

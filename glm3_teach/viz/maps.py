@@ -1,4 +1,4 @@
-"""Attention maps: a static grid of heatmaps and an interactive explorer.
+"""Static attention figures (matplotlib) and the ipywidgets explorer.
 
 Taught in lesson 03 (注意力 Attention). Both read the ``attentions`` a model returns with
 ``output_attentions=True``: one ``[batch, num_heads, q_len, k_len]`` tensor of
@@ -9,7 +9,8 @@ works too). ``tokens`` labels the ``k_len`` key positions; the queries are the l
 - ``plot_attention_grid``: layers x heads heatmaps in one figure (d2l's ``show_heatmaps``);
 - ``render_attention``: one layer and head, optionally one query's row as a bar chart;
 - ``attention_explorer``: sliders for layer, head and query token whose callback is
-  ``render_attention``, so tests and lessons can call the same function directly.
+  ``render_attention``, so tests and lessons can call the same function directly (kept for
+  existing code; lesson 03 now uses the faster ``viz.attention_view``).
 
 Figures are ``matplotlib.figure.Figure`` objects made without pyplot: a notebook shows one
 when it is the cell's result (never twice), and nothing piles up in pyplot's registry.
@@ -21,7 +22,8 @@ What it leaves out: attention rollout / attribution methods and head clustering.
 from __future__ import annotations
 
 import operator
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
