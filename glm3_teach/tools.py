@@ -11,9 +11,10 @@ message whose *metadata* is the tool's name and whose content is a fenced Python
     您的订单已经发货了……
 
 The reference (``process_response`` in ChatGLM3's ``modeling_chatglm.py``) turns the call
-into a dict with ``eval(content)`` after defining ``def tool_call(**kwargs): return kwargs``,
-so whatever the model writes runs as Python. Here ``parse_tool_call`` gives the same dict for
-every call whose arguments are literals and rejects everything else, without executing
+into a dict by handing the content to Python's ``eval`` builtin after defining
+``def tool_call(**kwargs): return kwargs``, so whatever the model writes runs as Python.
+Here ``parse_tool_call`` gives the same dict for every call whose arguments are literals and
+rejects everything else, without executing
 anything: it reads the call with ``ast.parse`` and converts each checked argument with
 ``ast.literal_eval``.
 
