@@ -9,21 +9,21 @@ must learn the same merges. Table 2: the fast trainer at the course vocabulary a
 grows (it should scale about linearly). Table 3: encode throughput of the course tokenizer
 and, when its tokenizer.model is found, the real ChatGLM3 tokenizer (SentencePiece, in C++).
 Table 4: one long pre-token (Han characters of the validation split with everything else
-removed, so the split makes a single chunk): the heap encoder against the old rescanning one
-(quadratic: every merge rescans the chunk), which must give the same ids.
+removed, so the split makes a single chunk): the heap encoder against the rescanning one of
+``glm3_teach.tokenizer_reference`` (quadratic: every merge rescans the chunk), which must give the same ids.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 
 from glm3_teach.chatglm3_tokenizer import TOKENIZER_ENV_VAR, ChatGLM3Tokenizer
 from glm3_teach.data import load_corpus
 from glm3_teach.paths import find_reference_file
-from glm3_teach.tokenizer import BPETokenizer, load_tokenizer, merge, train_merges, train_merges_naive
+from glm3_teach.tokenizer import BPETokenizer, load_tokenizer, train_merges, train_merges_naive
+from glm3_teach.tokenizer_reference import encode_chunk_by_rescanning
 
 COURSE_VOCAB = 4096
 
@@ -78,17 +78,6 @@ def encode_throughput(text: str) -> None:
         print(f"(ChatGLM3's tokenizer.model not found; set {TOKENIZER_ENV_VAR} to compare)")
 
 
-def encode_chunk_by_rescanning(tokenizer: BPETokenizer, data: bytes) -> list[int]:
-    """The encoder before the heap: find the lowest-ranked pair, merge it everywhere, rescan."""
-    ids = list(data)
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: tokenizer.ranks.get(p, sys.maxsize))
-        if pair not in tokenizer.ranks:
-            break
-        ids = merge(ids, pair, tokenizer.ranks[pair])
-    return ids
-
-
 def long_pretoken(sizes: list[int], rescan_up_to: int) -> None:
     print("\n4. one long pre-token of Han characters (no punctuation): heap vs rescanning encoder")
     print(f"{'characters':>10} | {'rescan s':>8} | {'heap s':>7} | {'speed-up':>8} | {'heap µs/char':>12} | same ids")
@@ -98,7 +87,7 @@ def long_pretoken(sizes: list[int], rescan_up_to: int) -> None:
         data = (han * (chars // len(han) + 1))[:chars].encode()
         heap_s, ids = seconds(tokenizer._encode_chunk, data)
         if chars <= rescan_up_to:
-            rescan_s, reference = seconds(encode_chunk_by_rescanning, tokenizer, data)
+            rescan_s, reference = seconds(encode_chunk_by_rescanning, tokenizer.ranks, data)
             cells = f"{rescan_s:>8.2f} | {heap_s:>7.3f} | {rescan_s / heap_s:>7.0f}x"
             same = str(reference == ids)
         else:

@@ -8,8 +8,9 @@ from then on.
 from glm3_teach.checks import check, check_value
 from glm3_teach.checkpoint import load_pretrained, save_pretrained
 from glm3_teach.chatglm3_tokenizer import ChatGLM3Tokenizer
+from glm3_teach.config import ChatGLMConfig
 from glm3_teach.device import environment_report, pick_device, seed_everything
-from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM, count_parameters
+from glm3_teach.model import ChatGLMForCausalLM, count_parameters
 
 __all__ = [
     "ChatGLM3Tokenizer",

@@ -206,14 +206,18 @@ def _typed(value: Any) -> Any:
 
 def score_item(model: Any, tokenizer: Any, item: dict, tools: list[Callable], max_steps: int = 3,
                **generate_kwargs: Any) -> dict:
-    """Run the agent on one item and say what it did: first call, name/arguments right, values in the answer."""
+    """Run the agent on one item and say what it did: first call, name/arguments right, values in the answer.
+
+    The result keeps the item's ``meta``, the ``query``, every ``step`` (calls, observations)
+    and the final ``reply``, so a failure can be read back from an evaluation's JSON.
+    """
     meta = item.get("meta", {})
     expected = meta.get("expect_tool")
     query, history = evaluation_prompt(item)
     trace = agent_trace(model, tokenizer, query, tools, history, max_steps=max_steps, **generate_kwargs)
     calls = [step for step in trace["steps"] if step["kind"] in ("call", "bad_call")]
     first = calls[0] if calls else None
-    result = {"intent": meta.get("intent"), "ask_turn": bool(meta.get("ask_turn")), "query": query,
+    result = {"intent": meta.get("intent"), "ask_turn": bool(meta.get("ask_turn")), "meta": meta, "query": query,
               "expect_tool": expected, "reply": trace["reply"],
               "stopped": trace["stopped"], "steps": trace["steps"], "called": first is not None,
               "call_attempts": len(calls), "parsed_calls": sum(step["kind"] == "call" for step in calls),

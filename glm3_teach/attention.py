@@ -23,7 +23,9 @@ groups]`` (not interleaved per group), and query head ``h`` reads group
 sequence-first (``[seq, batch, ...]``); the numbers are identical. The KV cache of a layer
 is a ``(k, v)`` tuple of ``[batch, num_kv_groups, seq_so_far, head_dim]``, keys stored
 **after RoPE and before the group expansion**, so it is 16x smaller than the expanded one
-on ChatGLM3-6B.
+on ChatGLM3-6B. A layer also accepts a ``KVCacheLayer`` of the preallocated
+``glm3_teach.kv_cache.KVCache`` (lesson 07): the new keys are then written in place instead
+of concatenated.
 
 **P-Tuning v2 prefixes** (lesson 10) arrive as the first ``kv_cache`` of a call: learned keys
 and values that ``SelfAttention`` concatenates in front of the new ones. Only the new keys
@@ -36,20 +38,15 @@ cancels) and flash-attention varlen packing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from glm3_teach.config import ATTENTION_IMPLS, ChatGLMConfig
+from glm3_teach.kv_cache import KVCacheLayer, LayerKV
 from glm3_teach.rope import apply_rotary_pos_emb
-
-if TYPE_CHECKING:
-    from glm3_teach.model import ChatGLMConfig
-
-KVCache = tuple[torch.Tensor, torch.Tensor]
-ATTENTION_IMPLS = ("fused", "explicit")
 
 
 def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
@@ -96,8 +93,11 @@ def build_attention_mask(padding_mask: torch.Tensor, q_len: int | None = None, p
     return allowed[:, None]                                                     # [b, 1, q, k]
 
 
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> None:
-    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4 or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+               grouped: bool = False) -> None:
+    heads_fit = q.shape[1] % k.shape[1] == 0 if grouped and q.dim() == k.dim() == 4 else q.shape[1:2] == k.shape[1:2]
+    if (q.dim() != 4 or k.shape != v.shape or k.dim() != 4 or q.shape[0] != k.shape[0] or not heads_fit
+            or q.shape[-1] != k.shape[-1]):
         raise ValueError(f"q, k, v must be [batch, heads, seq, head_dim] with the same heads and head_dim "
                          f"(expand KV groups with repeat_kv first); got q {list(q.shape)}, k {list(k.shape)}, "
                          f"v {list(v.shape)}")
@@ -132,12 +132,17 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: 
 
 
 def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-                    is_causal: bool = False, dropout_p: float = 0.0) -> torch.Tensor:
+                    is_causal: bool = False, dropout_p: float = 0.0, enable_gqa: bool = False) -> torch.Tensor:
     """The same as ``explicit_attention`` through ``F.scaled_dot_product_attention``; output only.
 
     Shapes and mask convention as in ``explicit_attention`` (SDPA also reads True = may attend).
+    ``enable_gqa=True``: ``k`` and ``v`` may hold KV groups (``[batch, groups, k_len, head_dim]``,
+    groups dividing heads) and SDPA lets each query head read its group, as ``repeat_kv`` would.
     """
-    _check_qkv(q, k, v, mask, is_causal)
+    _check_qkv(q, k, v, mask, is_causal, grouped=enable_gqa)
+    if enable_gqa:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                                              enable_gqa=True)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
 
 
@@ -192,13 +197,15 @@ class SelfAttention(nn.Module):
         self.dense = nn.Linear(projection_size, config.hidden_size, bias=config.add_bias_linear)
 
     def forward(self, hidden_states: torch.Tensor, rope_cache: torch.Tensor, mask: torch.Tensor | None = None,
-                is_causal: bool = False, kv_cache: KVCache | None = None, use_cache: bool = False,
-                output_attentions: bool = False) -> tuple[torch.Tensor, KVCache | None, torch.Tensor | None]:
+                is_causal: bool = False, kv_cache: LayerKV | KVCacheLayer | None = None, use_cache: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, LayerKV | KVCacheLayer | None,
+                                                          torch.Tensor | None]:
         """``hidden_states [batch, seq, hidden_size]`` -> ``(output [batch, seq, hidden_size], kv_cache, probs)``.
 
         ``rope_cache``: ``[batch, seq, rotary_dim // 2, 2]`` for these tokens' positions.
         ``mask``/``is_causal``: as in ``explicit_attention`` (the model builds them).
-        ``kv_cache``: this layer's past ``(k, v)``, each ``[batch, num_kv_groups, past, head_dim]``.
+        ``kv_cache``: this layer's past ``(k, v)``, each ``[batch, num_kv_groups, past, head_dim]``,
+        or its ``KVCacheLayer`` of a preallocated ``KVCache`` (written in place, returned as is).
         Returns the new cache (past + these tokens) when ``use_cache``, and the probabilities
         ``[batch, num_heads, seq, past + seq]`` when ``output_attentions`` (which forces the
         explicit path), else ``None`` for each.
@@ -207,20 +214,36 @@ class SelfAttention(nn.Module):
         q, k, v = split_qkv(mixed, self.num_heads, self.num_kv_groups, self.head_dim)
         q = apply_rotary_pos_emb(q, rope_cache)                        # [b, H, s, D]
         k = apply_rotary_pos_emb(k, rope_cache)                        # [b, G, s, D]
-        if kv_cache is not None:
-            k = torch.cat([kv_cache[0], k], dim=2)                     # [b, G, past + s, D]
-            v = torch.cat([kv_cache[1], v], dim=2)                     # [b, G, past + s, D]
-        new_cache = (k, v) if use_cache else None
-        n_rep = self.num_heads // self.num_kv_groups
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)                # [b, H, past + s, D]
+        if isinstance(kv_cache, KVCacheLayer):
+            k, v = kv_cache.update(k, v)                               # written in place; [b, G, past + s, D] views
+            new_cache = kv_cache if use_cache else None
+        else:
+            if kv_cache is not None:
+                k = torch.cat([kv_cache[0], k], dim=2)                 # [b, G, past + s, D], a new tensor
+                v = torch.cat([kv_cache[1], v], dim=2)                 # [b, G, past + s, D]
+            new_cache = (k, v) if use_cache else None
+        out, probs = self._attend(q, k, v, mask, is_causal, output_attentions,
+                                  in_place_cache=isinstance(kv_cache, KVCacheLayer))
+        out = rearrange(out, "b h s d -> b s (h d)")                   # heads concatenated head-major
+        return self.dense(out), new_cache, (probs if output_attentions else None)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                is_causal: bool, output_attentions: bool, in_place_cache: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``q [b, H, s, D]``, ``k``/``v [b, G, k_len, D]`` -> ``(out [b, H, s, D], probs or None)``.
+
+        The groups are expanded to heads with ``repeat_kv`` (a copy of every key). With the
+        preallocated cache on the fused path, SDPA reads the groups directly (``enable_gqa``,
+        the same numbers), so a step copies nothing of the past.
+        """
         dropout_p = self.config.attention_dropout if self.training else 0.0
         impl = self.config.attention_impl
         if impl not in ATTENTION_IMPLS:
             raise ValueError(f"config.attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
-        probs = None
+        n_rep = self.num_heads // self.num_kv_groups
+        if in_place_cache and impl == "fused" and not output_attentions:
+            return fused_attention(q, k, v, mask, is_causal, dropout_p, enable_gqa=n_rep > 1), None
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)                # [b, H, k_len, D]
         if output_attentions or impl == "explicit":
-            out, probs = explicit_attention(q, k, v, mask, is_causal, dropout_p)
-        else:
-            out = fused_attention(q, k, v, mask, is_causal, dropout_p)
-        out = rearrange(out, "b h s d -> b s (h d)")                   # heads concatenated head-major
-        return self.dense(out), new_cache, (probs if output_attentions else None)
+            return explicit_attention(q, k, v, mask, is_causal, dropout_p)
+        return fused_attention(q, k, v, mask, is_causal, dropout_p), None

@@ -34,6 +34,11 @@ finishes the swap from the newest complete copy, so ``NAME`` always resolves to 
 checkpoint. Publishes and recoveries in one folder take turns under a file lock. A save
 never replaces a folder that is not a checkpoint (``is_model_checkpoint``: a ChatGLM
 ``config.json`` beside weights); it refuses with ``FileExistsError`` and writes nothing.
+``glm3_teach.peft`` publishes its adapter folders the same way.
+
+An adapter folder (lesson 10) is not a whole model: ``adapter_kind`` recognises peft's LoRA
+folder and the P-Tuning v2 prefix-only folder, and ``load_pretrained`` given one says to load
+it onto its base model with ``glm3_teach.peft`` instead.
 
 What it leaves out: writing sharded checkpoints, and reading any layout but the four above.
 """
@@ -74,9 +79,15 @@ BIN_NAME = "pytorch_model.bin"
 BIN_INDEX_NAME = "pytorch_model.bin.index.json"
 CONFIG_NAME = "config.json"
 WEIGHT_NAMES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, BIN_INDEX_NAME, BIN_NAME)
-# Files a save writes and a later save replaces (model checkpoints and glm3_teach.train's
-# training states); anything else in the folder (notes, a dataset) is carried over.
-CHECKPOINT_FILES = {CONFIG_NAME, *WEIGHT_NAMES, "trainer_state.json", "optimizer.safetensors", "rng.safetensors"}
+# peft's adapter folder (glm3_teach.peft, lesson 10) and the key prefix of a P-Tuning v2 prefix.
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_BIN_NAME = "adapter_model.bin"           # older peft; read with weights_only=True
+PREFIX_KEY = "transformer.prefix_encoder."
+# Files a save writes and a later save replaces (model checkpoints, glm3_teach.train's training
+# states, adapters); anything else in the folder (notes, a dataset) is carried over.
+CHECKPOINT_FILES = {CONFIG_NAME, *WEIGHT_NAMES, "trainer_state.json", "optimizer.safetensors", "rng.safetensors",
+                    ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, ADAPTER_BIN_NAME}
 SHARD_PATTERN = re.compile(r"(model|pytorch_model)-\d{5}-of-\d{5}\.(safetensors|bin)")
 KILL_ENV_VAR = "GLM3_KILL_AT_RENAME"  # tests only: n = SIGKILL this process just before its n-th rename
 _LIST_LIMIT = 8  # names shown per kind of problem before "... and N more"
@@ -84,6 +95,10 @@ _LIST_LIMIT = 8  # names shown per kind of problem before "... and N more"
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not fit the model its config describes."""
+
+
+class AdapterFolderError(ValueError):
+    """A whole model was asked for, but the folder holds a LoRA or P-Tuning adapter (lesson 10)."""
 
 
 @dataclass
@@ -190,6 +205,9 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     path = recover_folder(Path(path))
     if path.is_file():
         raise NotADirectoryError(f"{path} is a file; a checkpoint is the folder holding {CONFIG_NAME} and the weights")
+    kind = adapter_kind(path)
+    if kind is not None:
+        raise _adapter_folder_error(path, kind)
     if not (path / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint folder: it has no {CONFIG_NAME}")
     config = ChatGLMConfig.from_json(path / CONFIG_NAME)
@@ -320,6 +338,74 @@ def is_model_checkpoint(path: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and config.get("model_type") == "chatglm"
+
+
+def _weight_keys(path: Path) -> list[str] | None:
+    """The tensor names of a checkpoint folder's weights, without reading tensors; None if unknown."""
+    try:
+        if (path / SAFETENSORS_NAME).is_file():
+            with safe_open(str(path / SAFETENSORS_NAME), framework="pt") as f:
+                return list(f.keys())
+        for index in (SAFETENSORS_INDEX_NAME, BIN_INDEX_NAME):
+            if (path / index).is_file():
+                return [key for keys in _read_index(path / index)[0].values() for key in keys]
+        if (path / BIN_NAME).is_file():  # memory-mapped: the keys without reading the tensors
+            return list(torch.load(path / BIN_NAME, map_location="cpu", weights_only=True, mmap=True))
+    except (OSError, ValueError, RuntimeError, SafetensorError, pickle.UnpicklingError, EOFError):
+        return None
+    return None
+
+
+def adapter_kind(path: str | Path) -> str | None:
+    """``"lora"``, ``"ptuning"`` or ``None``: whether ``path`` is an adapter folder of lesson 10.
+
+    - ``"lora"``: peft's folder, an ``adapter_config.json`` with ``peft_type`` LORA beside
+      ``adapter_model.safetensors`` (or ``.bin``), as ``glm3_teach.peft.save_lora`` writes;
+    - ``"ptuning"``: a ChatGLM ``config.json`` with ``pre_seq_len`` beside weights that hold only
+      ``transformer.prefix_encoder.*`` tensors (``glm3_teach.peft.save_ptuning``, ChatGLM3's
+      P-Tuning scripts). A whole model with a prefix has every other weight too: not an adapter.
+    """
+    path = Path(path)
+    if (path / ADAPTER_CONFIG_NAME).is_file():
+        if not any((path / name).is_file() for name in (ADAPTER_WEIGHTS_NAME, ADAPTER_BIN_NAME)):
+            return None
+        try:
+            config = read_json(path / ADAPTER_CONFIG_NAME)
+        except (OSError, ValueError):
+            return None
+        return "lora" if isinstance(config, dict) and config.get("peft_type") == "LORA" else None
+    if not is_model_checkpoint(path) or not read_json(path / CONFIG_NAME).get("pre_seq_len"):
+        return None
+    keys = _weight_keys(path)
+    return "ptuning" if keys and all(key.startswith(PREFIX_KEY) for key in keys) else None
+
+
+def adapter_base_recorded(path: Path) -> str | None:
+    """The base model an adapter folder names: peft's ``base_model_name_or_path``, else the
+    ``sft.init_from`` of the ``training.json`` that ``glm3_teach.sft`` writes beside it."""
+    for file, keys in ((ADAPTER_CONFIG_NAME, ("base_model_name_or_path",)), ("training.json", ("sft", "init_from"))):
+        try:
+            value: Any = read_json(path / file) if (path / file).is_file() else None
+        except (OSError, ValueError):
+            continue
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _adapter_folder_error(path: Path, kind: str) -> AdapterFolderError:
+    base = adapter_base_recorded(path)
+    if kind == "lora":
+        what, loader = f"a LoRA adapter ({ADAPTER_CONFIG_NAME} + its adapter weights)", "load_lora"
+    else:
+        what, loader = f"a P-Tuning v2 adapter (only {PREFIX_KEY}* tensors beside its {CONFIG_NAME})", "load_ptuning"
+    base_text = f"{base!r} (the base model it records)" if base else "the folder of the model it was trained on"
+    return AdapterFolderError(
+        f"{path} is {what}, not a whole model; load it onto its base model with "
+        f"glm3_teach.peft.{loader}(load_pretrained(BASE), {str(path)!r}), BASE being {base_text}, "
+        f"or do both with glm3_teach.peft.load_adapter({str(path)!r}, base=BASE)")
 
 
 def check_replaceable(target: str | Path, recognise: Callable[[Path], bool] = is_model_checkpoint,

@@ -19,7 +19,11 @@ tokenizer)`` returns tidy rows (one per model x split x language) and ``format_t
 - **tool metrics** from ``glm3_teach.agent.tool_metrics`` for items with ``meta.expect_tool``.
 
 ``python -m glm3_teach.evaluate --model data/checkpoints/base --model data/checkpoints/chat``
-prints the table (``--max-items`` subsamples each split evenly, for a quick look).
+prints the table (``--max-items`` subsamples each split evenly, for a quick look). A ``--model``
+may be a LoRA or P-Tuning adapter folder (lesson 10): it is put on the base model it records
+(``glm3_teach.peft.load_adapter``; ``--base FOLDER`` names another). ``--json FILE`` also
+writes every graded reply, and for tool items the agent's whole run (query, calls,
+observations, final reply; ``"kind": "tool"``), for failure analysis.
 
 What it leaves out: sampling-based metrics (everything is greedy), LLM-as-judge, and human ratings.
 """
@@ -97,7 +101,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 @torch.no_grad()
 def _sum_nats(model: torch.nn.Module, rows: Sequence[tuple[list[int], list[int]]], batch_size: int) -> float:
     """Total nats of the targets (``labels != -100``) of ``(ids, labels)`` rows, right-padded in batches."""
-    from glm3_teach.train import masked_next_token_loss
+    from glm3_teach.losses import masked_next_token_loss
 
     device, total = next(model.parameters()).device, 0.0
     model.eval()
@@ -276,7 +280,9 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, name: str = "model", data: 
 
     ``data``: the SFT folder (default ``data/sft``); ``max_items``: per split, evenly spaced;
     ``max_documents``: validation stories per language for bits per byte; ``keep``: a list that
-    receives every graded reply (for failure analysis); ``tool_items``: tool dialogues per split
+    receives every graded reply (``"kind": "reply"``) and every tool item's agent run
+    (``"kind": "tool"``: ``agent.score_item``'s record, whose ``stopped`` is the agent's stop
+    reason, None when it answered), for failure analysis; ``tool_items``: tool dialogues per split
     for ``agent.tool_metrics`` (default ``max_items``; each carries a 1,040-token system message).
     """
     from glm3_teach.dialogues import load_sft
@@ -294,19 +300,29 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, name: str = "model", data: 
         items = subsample([i for i in load_sft(split, data) if "tools" not in i], max_items)
         results = answer_items(model, tokenizer, items, max_new_tokens, progress=progress, desc=f"{name} {split}")
         if keep is not None:
-            keep.extend({**r, "split": split, "model": name} for r in results)
+            keep.extend({**r, "split": split, "model": name, "kind": "reply"} for r in results)
         for lang in ("zh", "en", "all"):
             chosen = [r for r in results if lang == "all" or r["meta"]["lang"] == lang]
             rows.append(summarize(chosen, model=name, split=split, lang=lang))
         if tools:
-            rows += _tool_rows(model, tokenizer, name, split, data, max_items if tool_items is None else tool_items)
+            rows += _tool_rows(model, tokenizer, name, split, data, max_items if tool_items is None else tool_items,
+                               keep)
     for row in rows:
         row["minutes"] = round((time.time() - started) / 60, 2)
     return rows
 
 
-def _tool_rows(model, tokenizer, name: str, split: str, data, max_items: int | None) -> list[dict]:
-    """``agent.tool_metrics`` on the split's tool items, when lesson 09's agent exists."""
+def tools_message(item: dict) -> dict:
+    """The system message an item's tools are offered with (``tools.tools_system_message``)."""
+    from glm3_teach.tools import tools_system_message
+
+    return tools_system_message(item["tools"])
+
+
+def _tool_rows(model, tokenizer, name: str, split: str, data, max_items: int | None,
+               keep: list | None = None) -> list[dict]:
+    """``agent.tool_metrics`` on the split's tool items, when lesson 09's agent exists; each item's
+    agent run goes into ``keep``."""
     try:
         from glm3_teach.agent import tool_metrics
     except ImportError:
@@ -316,8 +332,15 @@ def _tool_rows(model, tokenizer, name: str, split: str, data, max_items: int | N
     items = subsample([i for i in load_sft(split, data) if "tools" in i], max_items)
     if not items:
         return []
-    return [{"model": name, "split": f"{split} tools", "lang": "all", "items": len(items),
-             **tool_metrics(model, tokenizer, items)}]
+    prompt = tokenizer.build_chat_input("", history=[tools_message(items[0])], role="user")
+    if len(prompt) >= model.config.seq_length:   # e.g. the base model: 256 positions, a 1,070-token prompt
+        return [{"model": name, "split": f"{split} tools", "lang": "all", "items": 0,
+                 "skipped": f"tools prompt {len(prompt)} tokens > seq_length {model.config.seq_length}"}]
+    metrics = tool_metrics(model, tokenizer, items, return_results=True)
+    results = metrics.pop("results")
+    if keep is not None:
+        keep.extend({**r, "split": f"{split} tools", "model": name, "kind": "tool"} for r in results)
+    return [{"model": name, "split": f"{split} tools", "lang": "all", "items": len(items), **metrics}]
 
 
 COLUMNS = ("model", "split", "lang", "items", "fact_accuracy", "stop_compliance", "language_match", "rouge_l",
@@ -348,7 +371,10 @@ def _cell(column: str, value: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glm3_teach.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="a checkpoint folder (repeat to compare)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="a checkpoint folder, or a LoRA / P-Tuning adapter folder (repeat to compare)")
+    parser.add_argument("--base", default=None, help="the base checkpoint of the adapter folders among --model "
+                        "(default: the one each adapter records)")
     parser.add_argument("--data", default=None, help="the SFT folder (default data/sft)")
     parser.add_argument("--max-items", type=int, default=None, help="items per split, evenly spaced (default all)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
@@ -360,16 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", default=None, help="a checkpoint folder made by glm3_teach.sft: write "
                         "evaluation.json there and put the table into its README")
     args = parser.parse_args(argv)
-    from glm3_teach.checkpoint import load_pretrained
-    from glm3_teach.tokenizer import load_tokenizer
-
     torch.set_num_threads(args.threads)
     rows, replies = [], []
-    for folder in args.model:
-        if not Path(folder, "config.json").is_file():
-            parser.error(f"{folder} is not a checkpoint folder (it has no config.json)")
-        model = load_pretrained(folder, dtype=torch.float32)
-        rows += evaluate(model, load_tokenizer(folder), Path(folder).name, args.data, args.max_items,
+    loaders = [_loader(parser, folder, args.base) for folder in args.model]  # every folder checked before any work
+    for folder, load in zip(args.model, loaders):
+        model, tokenizer = load()
+        rows += evaluate(model, tokenizer, Path(folder).name, args.data, args.max_items,
                          args.max_new_tokens, args.max_documents, not args.no_tools, keep=replies,
                          tool_items=args.tool_items)
     table = format_table(rows)
@@ -381,6 +403,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         write_into_record(Path(args.record), result, table)
     return 0
+
+
+def _loader(parser: argparse.ArgumentParser, folder: str, base: str | None) -> Any:
+    """A function giving ``(model, tokenizer)`` of a ``--model`` folder: a checkpoint, or an adapter on its base.
+
+    Bad folders stop the command here (one line, exit 2). An adapter folder's tokenizer is
+    the one saved beside it, else the base model's.
+    """
+    from glm3_teach.checkpoint import adapter_kind, load_pretrained, recover_folder
+    from glm3_teach.tokenizer import load_tokenizer
+
+    if adapter_kind(recover_folder(Path(folder))) is None:    # (a save killed mid-swap is finished first)
+        if not Path(folder, "config.json").is_file():
+            parser.error(f"{folder} is not a checkpoint folder (it has no config.json) nor a LoRA / P-Tuning "
+                         f"adapter folder (adapter_config.json + adapter_model.safetensors)")
+        return lambda: (load_pretrained(folder, dtype=torch.float32), load_tokenizer(folder))
+    from glm3_teach import peft
+
+    try:
+        base_folder = Path(base) if base is not None else peft.adapter_base(folder)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    if not base_folder.is_dir():
+        parser.error(f"--base {base_folder} is not a folder; name the checkpoint the adapter {folder} was trained on")
+    has_tokenizer = any(Path(folder, name).is_file() for name in ("tokenizer.json", "tokenizer.model"))
+    return lambda: (peft.load_adapter(folder, base=base_folder, dtype=torch.float32, merge=True),
+                    load_tokenizer(folder if has_tokenizer else base_folder))
 
 
 def write_into_record(folder: Path, result: dict, table: str) -> None:
@@ -400,4 +449,6 @@ def write_into_record(folder: Path, result: dict, table: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from glm3_teach.errors import cli_main
+
+    raise SystemExit(cli_main("python -m glm3_teach.evaluate", main))

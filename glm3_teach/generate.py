@@ -3,17 +3,26 @@
 Taught in lesson 07 (解码 Decoding). ``generate`` is the loop ChatGLM3's ``model.generate``
 runs, written out:
 
-1. the prompt goes through the model once, filling the **KV cache** (one ``(k, v)`` per
-   layer, keys after RoPE and before the group expansion, see ``glm3_teach.attention``);
+1. the prompt goes through the model once, filling the **KV cache** (keys after RoPE and
+   before the group expansion, see ``glm3_teach.attention``);
 2. the logits of the last position pass through small **logits transforms**, in Hugging
    Face's order: ``apply_repetition_penalty``, then (sampling only) ``apply_temperature``,
-   ``apply_top_k`` and ``apply_top_p``;
+   ``apply_top_k`` and ``apply_top_p`` (they live in ``glm3_teach.sampling`` and are
+   re-exported here);
 3. the next token is the arg-max (greedy) or a draw from the softmax (sampling, with an
    optional ``torch.Generator`` for reproducible draws);
 4. the new token alone goes through the model with the cache, and so on.
 
 With ``use_cache=False`` every step recomputes the whole sequence instead; greedy decoding
 gives the same tokens either way, the cache only saves work (lesson 07 measures how much).
+
+**Two cache designs** (``cache_impl``). ``"preallocated"`` (the default for
+``ChatGLMForCausalLM``) allocates one ``glm3_teach.kv_cache.KVCache`` for the prompt and every
+new token, each step writes its keys and values in place, and the arguments are checked once
+per call, so each step runs the model with ``check_inputs=False``. ``"concat"`` feeds the
+tuple cache the model returns back in: the model concatenates at every step (copying the
+whole past) and checks its inputs again. That is the simpler design, and the one any other
+model object (a stand-in with the same ``forward``) gets. Both give the same logits.
 
 **Batches.** Prompts of different lengths are padded on the **left** with an
 ``attention_mask`` (1 = real token, 0 = pad), and each row's real tokens start at position
@@ -36,7 +45,6 @@ ChatGLM3's own ``chat()`` samples with ``top_p=0.8, temperature=0.8``
 (``CHATGLM3_TOP_P``, ``CHATGLM3_TEMPERATURE``); the lesson explains why.
 
 What it leaves out: beam search, contrastive search, stop *strings*, speculative decoding,
-``InvalidScoreLogitsProcessor`` (a guard against NaN logits from fp16 overflow in the 6B model),
 and the chat-level helpers ``chat()`` / ``stream_chat()`` (lesson 08).
 """
 
@@ -48,9 +56,25 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-CHATGLM3_TOP_P = 0.8
-CHATGLM3_TEMPERATURE = 0.8
+from glm3_teach.kv_cache import KVCache
+from glm3_teach.model import ChatGLMForCausalLM
+from glm3_teach.sampling import (  # noqa: F401  (re-exported: ``from glm3_teach.generate import apply_top_p`` works)
+    CHATGLM3_TEMPERATURE,
+    CHATGLM3_TOP_P,
+    _check_positive,
+    _check_top_k,
+    _check_top_p,
+    apply_repetition_penalty,
+    apply_temperature,
+    apply_top_k,
+    apply_top_p,
+    choose_next_token,
+    next_token_probs,
+    process_logits,
+)
+
 CHATGLM3_STOP_TOKENS = ("</s>", "<|user|>", "<|observation|>")
+CACHE_IMPLS = ("preallocated", "concat")
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -59,129 +83,6 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     The real tokenizer gives ``[2, 64795, 64797]``; the course tokenizer ``[4094, 4091, 4093]``.
     """
     return [tokenizer.eos_token_id] + [tokenizer.special_id(token) for token in CHATGLM3_STOP_TOKENS[1:]]
-
-
-# --- logits transforms: [batch, vocab] in, [batch, vocab] out --------------------------------------
-
-
-def apply_repetition_penalty(logits: torch.Tensor, seen_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Make every token already in ``seen_ids`` less likely (CTRL's penalty, as HF and ChatGLM3 apply it).
-
-    ``logits``: ``[batch, vocab]``; ``seen_ids``: ``[batch, seq]`` (prompt and generated tokens).
-    A seen token's logit is divided by ``penalty`` if it is positive and multiplied by it if
-    negative, so ``penalty > 1`` always lowers it; each token is penalised once however often
-    it occurred. ``penalty == 1`` changes nothing.
-
-    >>> apply_repetition_penalty(torch.tensor([[2.0, -2.0, 1.0]]), torch.tensor([[0, 1, 1]]), 2.0)
-    tensor([[ 1., -4.,  1.]])
-    """
-    _check_positive("repetition_penalty", penalty)
-    if penalty == 1.0:
-        return logits
-    seen = torch.gather(logits, 1, seen_ids)                          # [batch, seq]
-    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
-    return logits.scatter(1, seen_ids, seen)                          # [batch, vocab]
-
-
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``logits / temperature``: below 1 sharpens the distribution, above 1 flattens it.
-
-    >>> apply_temperature(torch.tensor([[2.0, 1.0]]), 0.5)
-    tensor([[4., 2.]])
-    """
-    _check_positive("temperature", temperature, hint="for greedy decoding use do_sample=False")
-    scaled = logits / temperature
-    if bool((torch.isinf(scaled) & torch.isfinite(logits)).any()):
-        raise ValueError(f"temperature={temperature!r} is so small that logits / temperature overflow to infinity; "
-                         f"use do_sample=False for greedy decoding, or a temperature of at least 1e-3")
-    return scaled
-
-
-def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Keep the ``top_k`` largest logits of each row (ties with the k-th are kept); the rest become -inf.
-
-    >>> apply_top_k(torch.tensor([[1.0, 3.0, 2.0]]), 2)
-    tensor([[-inf, 3., 2.]])
-    """
-    _check_top_k(top_k)
-    if top_k >= logits.shape[-1]:
-        return logits
-    kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]   # [batch, 1]
-    return logits.masked_fill(logits < kth_largest, float("-inf"))
-
-
-def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Nucleus filtering: keep the most likely tokens until their probability reaches ``top_p``.
-
-    Tokens are sorted by probability; a token is kept when the probability of all tokens
-    ranked before it is still below ``top_p`` (so the most likely token is always kept, and
-    the kept set is the smallest whose total reaches ``top_p``). The rest become -inf.
-    ``top_p == 1`` keeps everything. Same set as HF's ``TopPLogitsWarper``.
-
-    >>> apply_top_p(torch.tensor([[3.0, 2.0, 1.0, 0.0]]).log(), 0.5)   # probabilities 1/2, 1/3, 1/6, 0
-    tensor([[1.0986,   -inf,   -inf,   -inf]])
-    """
-    _check_top_p(top_p)
-    if top_p == 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)    # [batch, vocab]
-    probs = torch.softmax(sorted_logits.float(), dim=-1)
-    before = torch.cumsum(probs, dim=-1) - probs                         # mass ranked above each token
-    remove_sorted = before >= top_p                                      # [batch, vocab], in sorted order
-    remove = remove_sorted.scatter(1, order, remove_sorted)              # back to vocabulary order
-    return logits.masked_fill(remove, float("-inf"))
-
-
-def process_logits(logits: torch.Tensor, seen_ids: torch.Tensor, *, do_sample: bool = False,
-                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                   repetition_penalty: float = 1.0) -> torch.Tensor:
-    """All transforms in HF's order: repetition penalty, then, when sampling, temperature, top-k, top-p.
-
-    ``logits``: ``[batch, vocab]`` (returned as float32); ``seen_ids``: ``[batch, seq]``.
-    Greedy decoding skips temperature, top-k and top-p: none of them moves the arg-max.
-    """
-    logits = apply_repetition_penalty(logits.float(), seen_ids, repetition_penalty)
-    if not do_sample:
-        return logits
-    logits = apply_temperature(logits, temperature)
-    if top_k is not None:
-        logits = apply_top_k(logits, top_k)
-    if top_p is not None:
-        logits = apply_top_p(logits, top_p)
-    return logits
-
-
-def next_token_probs(logits: torch.Tensor, seen_ids: torch.Tensor | None = None, *, temperature: float = 1.0,
-                     top_k: int | None = None, top_p: float | None = None,
-                     repetition_penalty: float = 1.0) -> torch.Tensor:
-    """The distribution sampling draws from: ``softmax(process_logits(...))``, ``[batch, vocab]``.
-
-    The lesson's sampling explorer draws this; ``seen_ids=None`` means nothing seen yet.
-    """
-    if logits.dim() == 1:
-        return next_token_probs(logits[None], None if seen_ids is None else seen_ids.reshape(1, -1),
-                                temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=repetition_penalty)[0]
-    if seen_ids is None:
-        seen_ids = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
-    processed = process_logits(logits, seen_ids, do_sample=True, temperature=temperature, top_k=top_k,
-                               top_p=top_p, repetition_penalty=repetition_penalty)
-    return torch.softmax(processed, dim=-1)
-
-
-def choose_next_token(logits: torch.Tensor, do_sample: bool = False,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """``[batch, vocab]`` processed logits -> ``[batch]`` token ids: arg-max, or one draw from the softmax.
-
-    A ``generator`` makes the draws reproducible; the draw happens on the generator's device
-    (a CPU generator gives the same tokens whether the model runs on CPU or GPU).
-    """
-    if not do_sample:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float(), dim=-1)                       # [batch, vocab]
-    if generator is not None and generator.device != probs.device:
-        return torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(logits.device)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def finish_rows(next_ids: torch.Tensor, finished: torch.Tensor, stop_ids: torch.Tensor | None,
@@ -215,13 +116,13 @@ def kv_cache_bytes(config: Any, num_tokens: int = 1, bytes_per_value: int = 2, b
 # --- the decoding loop ------------------------------------------------------------------------
 
 
-@torch.no_grad()
+@torch.inference_mode()  # like no_grad, and also skips autograd's bookkeeping on every small op
 def generate_steps(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, *,
                    do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
                    top_p: float | None = None, repetition_penalty: float = 1.0,
                    eos_token_ids: Sequence[int] | None = None, attention_mask: torch.Tensor | None = None,
                    use_cache: bool = True, generator: torch.Generator | None = None,
-                   pad_token_id: int | None = None) -> Iterator[torch.Tensor]:
+                   pad_token_id: int | None = None, cache_impl: str = "preallocated") -> Iterator[torch.Tensor]:
     """Yield the next token of every row, ``[batch]``, step by step; arguments as in ``generate``.
 
     Stops after ``max_new_tokens`` steps or once every row has produced a stop token.
@@ -229,47 +130,82 @@ def generate_steps(model: torch.nn.Module, input_ids: torch.Tensor, max_new_toke
     input_ids, attention_mask, stop_ids, pad_token_id = _check_generate_args(
         model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty,
         eos_token_ids, attention_mask, generator, pad_token_id)
+    if cache_impl not in CACHE_IMPLS:
+        raise ValueError(f"cache_impl must be one of {CACHE_IMPLS}, got {cache_impl!r}")
     was_training = model.training
     model.eval()  # dropout off while generating; the mode is restored afterwards
     try:
-        yield from _decode(model, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample,
+        step = _step_function(model, input_ids.shape[0], input_ids.shape[1] + max_new_tokens,
+                              use_cache, cache_impl)
+        yield from _decode(step, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample,
                            dict(temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=repetition_penalty), use_cache, generator)
+                                repetition_penalty=repetition_penalty), generator)
     finally:
         model.train(was_training)
 
 
-def _decode(model, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample, transforms,
-            use_cache, generator) -> Iterator[torch.Tensor]:
-    """The loop of ``generate_steps`` on checked arguments; ``transforms`` are ``process_logits``'s."""
-    batch = input_ids.shape[0]
+def _step_function(model: torch.nn.Module, batch: int, total_len: int, use_cache: bool, cache_impl: str):
+    """``step(seen_ids, attention_mask) -> logits [batch, vocab]`` of the last position, for one design.
+
+    ``seen_ids``: ``[batch, n]`` every token so far; ``attention_mask``: ``[batch, n]`` or None.
+    No cache: the whole sequence each time. ``"concat"``: the tuple cache the model returns,
+    fed back (the model concatenates and checks its inputs each step). ``"preallocated"`` (a
+    ``ChatGLMForCausalLM`` only; other models get ``"concat"``): one ``KVCache`` for all
+    ``total_len`` positions, written in place, with the value checks done once, before.
+    """
+    if not use_cache:
+        return lambda seen_ids, attention_mask: model(seen_ids, attention_mask=attention_mask).logits[:, -1]
+    state = {"cache": None, "fed": 0}  # the cache so far and how many tokens it holds
+    preallocated = cache_impl == "preallocated" and isinstance(model, ChatGLMForCausalLM)
+    if preallocated:
+        weight = model.transformer.embedding.word_embeddings.weight
+        state["cache"] = KVCache.for_config(model.config, batch, (model.config.pre_seq_len or 0) + total_len,
+                                            dtype=weight.dtype, device=weight.device)
+
+    def step(seen_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        new_ids = seen_ids[:, state["fed"]:]                                    # [batch, new]: prompt, then 1
+        extra = {"check_inputs": False} if preallocated else {}
+        out = model(new_ids, attention_mask=attention_mask, kv_cache=state["cache"], use_cache=True, **extra)
+        state["cache"], state["fed"] = out.kv_cache, seen_ids.shape[1]
+        return out.logits[:, -1]
+
+    return step
+
+
+def _decode(step, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tokens, do_sample, transforms,
+            generator) -> Iterator[torch.Tensor]:
+    """The loop of ``generate_steps`` on checked arguments; ``transforms`` are ``process_logits``'s.
+
+    Tokens and mask live in buffers ``[batch, prompt_len + max_new_tokens]`` filled column by
+    column (no concatenation per step); the model sees the filled part ``[:, :n]``.
+    """
+    batch, prompt_len = input_ids.shape
+    total = prompt_len + max_new_tokens
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)   # [batch]
-    seen_ids, kv_cache, step_ids = input_ids, None, input_ids
+    tokens = input_ids.new_zeros(batch, total)                                  # [batch, total]
+    tokens[:, :prompt_len] = input_ids
     # Left pads would be "seen" by the repetition penalty; stand them in by the last prompt
     # token (always real with left padding), which is penalised anyway.
-    pad_free = torch.where(attention_mask.bool(), input_ids, input_ids[:, -1:])
+    pad_free = tokens.clone()
+    pad_free[:, :prompt_len] = torch.where(attention_mask.bool(), input_ids, input_ids[:, -1:])
     # Without padding the model needs no mask (it builds the causal one itself), which saves
     # checking and extending a mask at every step.
-    attention_mask = attention_mask if not bool(attention_mask.all()) else None
-    for _ in range(max_new_tokens):
-        if use_cache:
-            out = model(step_ids, attention_mask=attention_mask, kv_cache=kv_cache, use_cache=True)
-            kv_cache = out.kv_cache
-        else:
-            out = model(seen_ids, attention_mask=attention_mask)                # the whole sequence again
-        if bool(torch.isnan(out.logits[:, -1]).any()):
+    mask = None
+    if not bool(attention_mask.all()):
+        mask = attention_mask.new_ones(batch, total)                            # generated tokens are real
+        mask[:, :prompt_len] = attention_mask
+    for n in range(prompt_len, total):
+        last_logits = step(tokens[:, :n], None if mask is None else mask[:, :n])  # [batch, vocab]
+        if bool(torch.isnan(last_logits).any()):
             raise FloatingPointError("the model's logits hold NaN, so no token can be chosen (greedy decoding "
                                      "would silently pick id 0); the weights or the input are broken: reload "
                                      "the checkpoint, or run in float32 if float16 overflowed")
-        logits = process_logits(out.logits[:, -1], pad_free, do_sample=do_sample, **transforms)
+        logits = process_logits(last_logits, pad_free[:, :n], do_sample=do_sample, **transforms)
         next_ids = choose_next_token(logits, do_sample, generator)             # [batch]
         next_ids, finished = finish_rows(next_ids, finished, stop_ids, pad_token_id)
         yield next_ids
-        step_ids = next_ids[:, None]                                            # [batch, 1]
-        seen_ids = torch.cat([seen_ids, step_ids], dim=1)                       # [batch, seq + 1]
-        pad_free = torch.cat([pad_free, step_ids], dim=1)
-        if attention_mask is not None:
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+        tokens[:, n] = next_ids
+        pad_free[:, n] = next_ids
         if bool(finished.all()):
             return
 
@@ -278,7 +214,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: in
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              repetition_penalty: float = 1.0, eos_token_ids: Sequence[int] | None = None,
              attention_mask: torch.Tensor | None = None, use_cache: bool = True,
-             generator: torch.Generator | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, pad_token_id: int | None = None,
+             cache_impl: str = "preallocated") -> torch.Tensor:
     """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns ``[batch, prompt_len + new]``.
 
     ``input_ids``: ``[batch, prompt_len]`` (a 1-D prompt is taken as a batch of one),
@@ -289,8 +226,9 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: in
     ``eos_token_ids``: ids that end a row (the stop token is kept in the output); None or ``[]``:
     never stop early (see ``stop_token_ids``). ``pad_token_id`` fills a row after it stopped
     (default: the first stop id, as HF does). ``use_cache=False`` recomputes the whole sequence
-    every step (same greedy tokens, much slower). ``new`` is ``max_new_tokens`` unless every row
-    stopped earlier. Tensors are moved to the model's device, and so is the result. Raises
+    every step (same greedy tokens, much slower); ``cache_impl`` picks the cache design,
+    ``"preallocated"`` or ``"concat"`` (same tokens; see the module docstring). ``new`` is
+    ``max_new_tokens`` unless every row stopped earlier. Tensors are moved to the model's device, and so is the result. Raises
     ``ValueError`` if ``prompt_len + max_new_tokens > seq_length``.
     """
     if isinstance(input_ids, torch.Tensor):
@@ -298,7 +236,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: in
     steps = list(generate_steps(model, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
                                 top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                                 eos_token_ids=eos_token_ids, attention_mask=attention_mask, use_cache=use_cache,
-                                generator=generator, pad_token_id=pad_token_id))
+                                generator=generator, pad_token_id=pad_token_id, cache_impl=cache_impl))
     if not steps:
         return input_ids
     return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)           # [batch, prompt_len + new]
@@ -345,23 +283,6 @@ def stream_generate(model: torch.nn.Module, tokenizer: Any, input_ids: torch.Ten
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _check_positive(name: str, value: Any, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}" + (f"; {hint}" if hint else ""))
-
-
-def _check_top_k(top_k: Any) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be an int >= 1 (the number of tokens kept), got {top_k!r}; "
-                         f"use top_k=None to switch it off")
-
-
-def _check_top_p(top_p: Any) -> None:
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (the probability mass kept), got {top_p!r}; "
-                         f"use top_p=None (or 1.0) to switch it off")
 
 
 def _as_ids(ids: Any) -> list[int]:

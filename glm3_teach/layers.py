@@ -17,16 +17,13 @@ residual taken after the norm, fp32 residual stream); ``ChatGLMConfig`` refuses 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glm3_teach.attention import KVCache, SelfAttention
-
-if TYPE_CHECKING:
-    from glm3_teach.model import ChatGLMConfig
+from glm3_teach.attention import SelfAttention
+from glm3_teach.config import ChatGLMConfig
+from glm3_teach.kv_cache import KVCacheLayer, LayerKV
 
 
 class RMSNorm(nn.Module):
@@ -86,8 +83,9 @@ class GLMBlock(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, hidden_states: torch.Tensor, rope_cache: torch.Tensor, mask: torch.Tensor | None = None,
-                is_causal: bool = False, kv_cache: KVCache | None = None, use_cache: bool = False,
-                output_attentions: bool = False) -> tuple[torch.Tensor, KVCache | None, torch.Tensor | None]:
+                is_causal: bool = False, kv_cache: LayerKV | KVCacheLayer | None = None, use_cache: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, LayerKV | KVCacheLayer | None,
+                                                          torch.Tensor | None]:
         """``[batch, seq, hidden_size] -> ([batch, seq, hidden_size], kv_cache, probs)``.
 
         The arguments are passed on to ``SelfAttention.forward``; see there.

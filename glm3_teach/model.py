@@ -33,210 +33,22 @@ What it leaves out: quantisation (lesson 11), ``return_last_logit``, the sequenc
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from glm3_teach.attention import ATTENTION_IMPLS, KVCache, build_attention_mask, causal_mask
-from glm3_teach.errors import check_field_types, read_json
+from glm3_teach.attention import LayerKV, build_attention_mask, causal_mask
+from glm3_teach.config import (  # noqa: F401  (re-exported: ``from glm3_teach.model import ChatGLMConfig`` works)
+    QUANTIZATION_EXTRA_KEYS,
+    QUANTIZATION_SCHEMES,
+    ChatGLMConfig,
+)
+from glm3_teach.kv_cache import KVCache
 from glm3_teach.layers import GLMBlock, RMSNorm
 from glm3_teach.rope import RotaryEmbedding
-
-# Fields whose own checks (prefix, quantization) come with their lessons' messages.
-_OWN_CHECKS = ("pre_seq_len", "prefix_projection", "quantization_bit", "quantization_scheme", "quantization_group_size")
-# Keys of a real config.json that describe the file, not the network.
-_METADATA_KEYS = {"_name_or_path", "architectures", "auto_map", "model_type", "transformers_version"}
-
-# Weight-only quantization schemes (glm3_teach.quant, lesson 11): ChatGLM3's per-row one and group-wise int4.
-QUANTIZATION_SCHEMES = ("chatglm", "group")
-# config.json keys (kept in ``extra``) that record the group scheme; ChatGLM3's own scheme writes neither.
-QUANTIZATION_EXTRA_KEYS = ("quantization_scheme", "quantization_group_size")
-
-# Behaviour flags ChatGLM3 sets one way; the other way is a different network we do not build.
-_UNSUPPORTED = {
-    "rmsnorm": (True, "LayerNorm instead of RMSNorm"),
-    "apply_residual_connection_post_layernorm": (False, "the residual taken after the layer norm"),
-    "post_layer_norm": (True, "no final layer norm"),
-    "fp32_residual_connection": (False, "an fp32 residual stream"),
-    "tie_word_embeddings": (False, "an output layer tied to the embedding"),
-}
-
-
-@dataclass
-class ChatGLMConfig:
-    """The hyper-parameters of a ChatGLM3 model, under the field names of its ``config.json``.
-
-    The defaults are chatglm3-6b's (``ChatGLMConfig()`` equals ``ChatGLMConfig.chatglm3_6b()``),
-    so a small model only names its sizes::
-
-        ChatGLMConfig(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64,
-                      num_attention_heads=4, multi_query_group_num=2, padded_vocab_size=4096,
-                      seq_length=1024)
-
-    ``kv_channels`` is the head dim; the attention projection is
-    ``num_attention_heads * kv_channels`` wide and may differ from ``hidden_size``.
-    ``attention_impl`` is this package's own switch (``"fused"`` or ``"explicit"``).
-    Keys of a ``config.json`` that are not fields are kept in ``extra`` and written back.
-    """
-
-    num_layers: int = 28                   # GLM blocks
-    hidden_size: int = 4096                # width of the residual stream
-    ffn_hidden_size: int = 13696           # SwiGLU inner width (dense_h_to_4h makes twice this)
-    kv_channels: int = 128                 # head dim
-    num_attention_heads: int = 32          # query heads
-    multi_query_attention: bool = True     # grouped-query attention on
-    multi_query_group_num: int = 2         # KV groups when multi_query_attention
-    padded_vocab_size: int = 65024         # rows of the embedding and output matrices
-    seq_length: int = 8192                 # longest sequence (rope cache length)
-    layernorm_epsilon: float = 1e-5        # RMSNorm eps
-    rope_ratio: float = 1.0                # RoPE base = 10000 * rope_ratio
-    add_qkv_bias: bool = True              # bias on query_key_value only
-    add_bias_linear: bool = False          # bias on every other Linear
-    hidden_dropout: float = 0.0            # dropout on each sub-layer's output (training only)
-    attention_dropout: float = 0.0         # dropout on attention probabilities (training only)
-    rmsnorm: bool = True                   # must stay True
-    apply_residual_connection_post_layernorm: bool = False  # must stay False
-    post_layer_norm: bool = True           # must stay True
-    fp32_residual_connection: bool = False  # must stay False
-    tie_word_embeddings: bool = False      # must stay False
-    quantization_bit: int = 0              # 0 = float weights; 8 or 4 = quantized block Linears (lesson 11)
-    pre_seq_len: int | None = None         # P-Tuning v2 virtual tokens (lesson 10); None = no prefix
-    prefix_projection: bool = False        # P-Tuning v2: an MLP between the prefix embedding and the K/V
-    apply_query_key_layer_scaling: bool = True  # no effect on the maths (the factor cancels)
-    attention_softmax_in_fp32: bool = True  # the explicit path always uses an fp32 softmax
-    bias_dropout_fusion: bool = True       # a kernel-fusion hint; no effect on the maths
-    original_rope: bool = True             # stored by ChatGLM3 but never read
-    classifier_dropout: float | None = None  # for the classification head we do not build
-    use_cache: bool = True                 # generation default
-    eos_token_id: int = 2
-    pad_token_id: int = 0
-    torch_dtype: str | None = None         # dtype the weights are stored in ("float16", ...)
-    attention_impl: str = "fused"          # glm3_teach: "fused" (SDPA) or "explicit"
-    extra: dict[str, Any] = field(default_factory=dict)  # config.json keys we keep but do not use
-
-    def __post_init__(self) -> None:
-        check_field_types(self, skip=_OWN_CHECKS)  # "1e-5" is not a number, "no" is not a bool
-        for name in ("num_layers", "hidden_size", "ffn_hidden_size", "kv_channels", "num_attention_heads",
-                     "multi_query_group_num", "padded_vocab_size", "seq_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ChatGLMConfig.{name} must be a positive int, got {value!r}")
-        for name, (wanted, what) in _UNSUPPORTED.items():
-            if getattr(self, name) != wanted:
-                raise NotImplementedError(f"ChatGLMConfig.{name}={getattr(self, name)!r} asks for {what}, which "
-                                          f"ChatGLM3 does not use and glm3_teach does not implement; "
-                                          f"set {name}={wanted!r}")
-        if self.num_attention_heads % self.num_kv_groups:
-            raise ValueError(f"num_attention_heads={self.num_attention_heads} is not divisible by "
-                             f"multi_query_group_num={self.num_kv_groups}: every KV group must serve the same "
-                             f"number of query heads; pick a group count that divides the head count")
-        if self.kv_channels % 4:
-            raise ValueError(f"kv_channels={self.kv_channels} must be a multiple of 4: RoPE rotates the first half "
-                             f"of each head in pairs")
-        if not self.layernorm_epsilon > 0 or not self.rope_ratio > 0:
-            raise ValueError(f"layernorm_epsilon and rope_ratio must be positive, got "
-                             f"{self.layernorm_epsilon!r} and {self.rope_ratio!r}")
-        for name in ("hidden_dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"ChatGLMConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
-        _check_prefix_config(self)
-        _check_quantization_config(self)
-        for name in ("eos_token_id", "pad_token_id"):
-            if not 0 <= getattr(self, name) < self.padded_vocab_size:
-                raise ValueError(f"ChatGLMConfig.{name}={getattr(self, name)} is outside the vocabulary "
-                                 f"[0, padded_vocab_size={self.padded_vocab_size}); use the tokenizer's id")
-
-    @property
-    def quantization_scheme(self) -> str:
-        """``"chatglm"`` (ChatGLM3's per-row scales, the default) or ``"group"`` (kept in ``extra``, lesson 11)."""
-        return self.extra.get("quantization_scheme", "chatglm")
-
-    @property
-    def quantization_group_size(self) -> int | None:
-        """Inputs per scale with the ``"group"`` scheme (kept in ``extra``); ``None`` otherwise."""
-        return self.extra.get("quantization_group_size")
-
-    @property
-    def num_kv_groups(self) -> int:
-        """KV heads: ``multi_query_group_num`` with GQA, else one per query head."""
-        return self.multi_query_group_num if self.multi_query_attention else self.num_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.kv_channels
-
-    @classmethod
-    def chatglm3_6b(cls, **overrides: Any) -> ChatGLMConfig:
-        """The config of THUDM/chatglm3-6b (its ``config.json``), with optional overrides."""
-        sizes = dict(num_layers=28, hidden_size=4096, ffn_hidden_size=13696, kv_channels=128, num_attention_heads=32,
-                     multi_query_attention=True, multi_query_group_num=2, padded_vocab_size=65024, seq_length=8192,
-                     torch_dtype="float16")
-        return cls(**{**sizes, **overrides})
-
-    @classmethod
-    def course(cls, **overrides: Any) -> ChatGLMConfig:
-        """The course model's config (the shipped base checkpoint, ``configs/base.toml``), with optional overrides.
-
-        ChatGLM3's shape at a small scale: 4 blocks of width 256, 4 query heads of 64 sharing 2
-        key/value groups, SwiGLU width 683 (about 8/3 x 256), the course tokenizer's 4096 ids
-        and its ``</s>`` (4094) and ``<pad>`` (4095), 256 positions.
-        """
-        sizes = dict(num_layers=4, hidden_size=256, ffn_hidden_size=683, kv_channels=64, num_attention_heads=4,
-                     multi_query_group_num=2, padded_vocab_size=4096, seq_length=256,
-                     eos_token_id=4094, pad_token_id=4095)
-        return cls(**{**sizes, **overrides})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ChatGLMConfig:
-        """Build from a ``config.json``'s dict; unknown keys go to ``extra`` (with a warning
-        unless they only describe the file, like ``auto_map`` or ``transformers_version``)."""
-        if not isinstance(values, dict):
-            raise ValueError(f"a model config must be a JSON object of ChatGLMConfig keys, got {type(values).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in values.items() if k in names}
-        extra = {**values.get("extra", {}), **{k: v for k, v in values.items() if k not in names and k != "extra"}}
-        model_type = extra.pop("model_type", "chatglm")  # to_dict writes it back
-        if model_type != "chatglm":
-            raise ValueError(f"this config is for model_type={model_type!r}, not 'chatglm'; it cannot build ChatGLM3")
-        unused = sorted(set(extra) - _METADATA_KEYS - set(QUANTIZATION_EXTRA_KEYS))
-        if unused:
-            warnings.warn(f"config keys {unused} are not used by glm3_teach; they are kept in config.extra")
-        return cls(**known, extra=extra)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> ChatGLMConfig:
-        """Read a ``config.json`` (a file, or a folder holding one)."""
-        path = Path(path)
-        path = path / "config.json" if path.is_dir() else path
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}; pass a config.json or the folder that holds it")
-        values = read_json(path, fix="restore it from the checkpoint it came with, or re-save the model")
-        try:
-            return cls.from_dict(values)
-        except (ValueError, NotImplementedError) as error:
-            raise type(error)(f"{path}: {error}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A ``config.json``-style dict: ``model_type``, the fields, then the kept extra keys."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {"model_type": "chatglm", **values, **{k: v for k, v in self.extra.items() if k not in values}}
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The config as JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
-        return text
 
 
 def count_parameters(config: ChatGLMConfig) -> int:
@@ -253,31 +65,6 @@ def count_parameters(config: ChatGLMConfig) -> int:
     mlp = hidden * 2 * ffn + 2 * ffn * linear_bias + ffn * hidden + hidden * linear_bias
     per_layer = qkv + dense + mlp + 2 * hidden  # + two RMSNorm weights
     return vocab * hidden + config.num_layers * per_layer + hidden + vocab * hidden
-
-
-def _check_quantization_config(config: ChatGLMConfig) -> None:
-    """``quantization_bit`` is 0, 8 or 4; the scheme is known; a group size goes with scheme "group" (int4 only)."""
-    bits, scheme, group = config.quantization_bit, config.quantization_scheme, config.quantization_group_size
-    if bits not in (0, 4, 8) or isinstance(bits, bool):
-        raise ValueError(f"ChatGLMConfig.quantization_bit must be 0 (float weights), 8 or 4, got {bits!r}")
-    if scheme not in QUANTIZATION_SCHEMES:
-        raise ValueError(f"ChatGLMConfig.quantization_scheme must be one of {QUANTIZATION_SCHEMES}, got {scheme!r}")
-    if scheme == "group" and (bits != 4 or not isinstance(group, int) or isinstance(group, bool) or group < 2):
-        raise ValueError(f"quantization_scheme='group' needs quantization_bit=4 and a quantization_group_size >= 2, "
-                         f"got quantization_bit={bits!r}, quantization_group_size={group!r}")
-    if scheme == "chatglm" and group is not None:
-        raise ValueError(f"quantization_group_size={group!r} goes with quantization_scheme='group'; "
-                         f"the 'chatglm' scheme has one scale per row")
-
-
-def _check_prefix_config(config: ChatGLMConfig) -> None:
-    """P-Tuning v2 settings: ``pre_seq_len`` is None or a positive int, ``prefix_projection`` a bool."""
-    n = config.pre_seq_len
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ValueError(f"ChatGLMConfig.pre_seq_len must be None (no prefix) or a positive int (the number of "
-                         f"P-Tuning v2 virtual tokens, ChatGLM3's default 128), got {n!r}")
-    if not isinstance(config.prefix_projection, bool):
-        raise ValueError(f"ChatGLMConfig.prefix_projection must be true or false, got {config.prefix_projection!r}")
 
 
 def prefix_kv_size(config: ChatGLMConfig) -> int:
@@ -316,13 +103,14 @@ class CausalLMOutput:
 
     ``logits``: ``[batch, seq, padded_vocab_size]`` in the model dtype.
     ``kv_cache``: with ``use_cache``, one ``(k, v)`` per layer, each
-    ``[batch, num_kv_groups, past + seq, head_dim]`` (keys after RoPE); else ``None``.
+    ``[batch, num_kv_groups, past + seq, head_dim]`` (keys after RoPE), or the ``KVCache``
+    that was passed in, now holding these tokens too; else ``None``.
     ``attentions``: with ``output_attentions``, one ``[batch, num_heads, seq, past + seq]``
     tensor of probabilities per layer; else ``None``.
     """
 
     logits: torch.Tensor
-    kv_cache: list[KVCache] | None = None
+    kv_cache: list[LayerKV] | KVCache | None = None
     attentions: list[torch.Tensor] | None = None
 
 
@@ -374,7 +162,7 @@ class ChatGLMModel(nn.Module):
         self.pre_seq_len = config.pre_seq_len
         self.prefix_groups, self.prefix_head_dim = config.num_kv_groups, config.kv_channels
 
-    def get_prompt(self, batch: int, dtype: torch.dtype) -> list[KVCache]:
+    def get_prompt(self, batch: int, dtype: torch.dtype) -> list[LayerKV]:
         """The prefix as a KV cache: one ``(k, v)`` per layer, each ``[batch, groups, pre_seq_len, head_dim]``.
 
         The encoder output ``[batch, p, num_layers*2*groups*head_dim]`` is cut into
@@ -403,8 +191,9 @@ class ChatGLMForCausalLM(nn.Module):
         init_weights(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, kv_cache: list[KVCache] | None = None,
-                use_cache: bool = False, output_attentions: bool = False) -> CausalLMOutput:
+                position_ids: torch.Tensor | None = None, kv_cache: list[LayerKV] | KVCache | None = None,
+                use_cache: bool = False, output_attentions: bool = False, check_inputs: bool = True
+                ) -> CausalLMOutput:
         """Logits for every position.
 
         ``input_ids``: ``[batch, seq]`` token ids in ``[0, padded_vocab_size)``.
@@ -412,11 +201,16 @@ class ChatGLMForCausalLM(nn.Module):
         covering the cached tokens too; ``None`` means no padding.
         ``position_ids``: ``[batch, seq]`` (or ``[1, seq]``); default: from ``attention_mask``
         (real tokens count from 0) or ``past .. past+seq-1``.
-        ``kv_cache``: the ``kv_cache`` of a previous call's output, to continue from it.
-        ``use_cache``: return the updated cache. ``output_attentions``: return every layer's
-        probabilities (forces the explicit attention path).
+        ``kv_cache``: the ``kv_cache`` of a previous call's output, to continue from it, or a
+        preallocated ``glm3_teach.kv_cache.KVCache`` (empty or filled by earlier calls), which
+        the layers write into in place.
+        ``use_cache``: return the updated cache (a ``KVCache`` is advanced past these tokens
+        and returned). ``output_attentions``: return every layer's probabilities (forces the
+        explicit attention path). ``check_inputs=False`` skips the checks that read tensor
+        values (ids in the vocabulary, a mask of 0 and 1; each a host sync on a GPU): for a
+        caller such as ``generate`` that checked them once and feeds the model its own tokens.
         """
-        batch, seq_len, past_len = self._check_inputs(input_ids, attention_mask, kv_cache)
+        batch, seq_len, past_len = self._check_inputs(input_ids, attention_mask, kv_cache, check_inputs)
         position_ids = self._position_ids(batch, seq_len, past_len, attention_mask, position_ids, input_ids.device)
         rope_cache = self.transformer.rotary_pos_emb(self.config.seq_length)[position_ids]  # [b, s, rot/2, 2]
         kv_cache, attention_mask, prefix_len = self._add_prefix(kv_cache, attention_mask, batch)
@@ -424,18 +218,27 @@ class ChatGLMForCausalLM(nn.Module):
                                      open_pad_rows=prefix_len == 0)
         hidden_states = self.transformer.embedding(input_ids)                          # [b, s, hidden]
         new_cache, attentions = [], []
+        preallocated = isinstance(kv_cache, KVCache)
         for i, layer in enumerate(self.transformer.encoder.layers):
+            layer_past = kv_cache.layer(i) if preallocated else kv_cache[i] if kv_cache else None
             hidden_states, layer_cache, probs = layer(hidden_states, rope_cache, mask, is_causal,
-                                                      kv_cache[i] if kv_cache else None, use_cache, output_attentions)
+                                                      layer_past, use_cache, output_attentions)
             new_cache.append(layer_cache)
             attentions.append(probs)
         hidden_states = self.transformer.encoder.final_layernorm(hidden_states)
         logits = self.transformer.output_layer(hidden_states)                          # [b, s, vocab]
+        if preallocated and use_cache:
+            kv_cache.advance(seq_len)                              # every layer wrote these positions
+            new_cache = kv_cache
         return CausalLMOutput(logits, new_cache if use_cache else None, attentions if output_attentions else None)
 
     def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                      kv_cache: list[KVCache] | None) -> tuple[int, int, int]:
-        """Raise a clear error for malformed inputs; return ``(batch, seq_len, past_len)``."""
+                      kv_cache: list[LayerKV] | KVCache | None, check_values: bool = True) -> tuple[int, int, int]:
+        """Raise a clear error for malformed inputs; return ``(batch, seq_len, past_len)``.
+
+        Types and shapes are always checked (plain Python); ``check_values`` also reads the
+        tensors (ids inside the vocabulary, a mask of 0 and 1).
+        """
         config = self.config
         if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int32):
             raise TypeError(f"input_ids must be an integer tensor (torch.long or int32), got {type(input_ids).__name__} "
@@ -445,8 +248,8 @@ class ChatGLMForCausalLM(nn.Module):
             raise ValueError(f"input_ids must be [batch, seq_len] with seq_len >= 1, got shape {list(input_ids.shape)}"
                              + ("; add the batch dim with input_ids[None]" if input_ids.dim() == 1 else ""))
         batch, seq_len = input_ids.shape
-        bad = (input_ids < 0) | (input_ids >= config.padded_vocab_size)
-        if bool(bad.any()):
+        bad = ((input_ids < 0) | (input_ids >= config.padded_vocab_size)) if check_values else None
+        if check_values and bool(bad.any()):
             where = tuple(bad.nonzero()[0].tolist())
             raise ValueError(f"input_ids[{where[0]}, {where[1]}] = {input_ids[where].item()} is outside the vocabulary "
                              f"[0, {config.padded_vocab_size}); was it encoded by a tokenizer with a larger "
@@ -462,28 +265,33 @@ class ChatGLMForCausalLM(nn.Module):
             if tuple(attention_mask.shape) != (batch, past_len + seq_len):
                 raise ValueError(f"attention_mask must be [batch, past + seq_len] = {[batch, past_len + seq_len]} "
                                  f"(it covers the cached tokens too), got {list(attention_mask.shape)}")
-            if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            if check_values and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
                 raise ValueError("attention_mask must hold only 0 (pad) and 1 (real token)")
         return batch, seq_len, past_len
 
-    def _add_prefix(self, kv_cache: list[KVCache] | None, attention_mask: torch.Tensor | None,
-                    batch: int) -> tuple[list[KVCache] | None, torch.Tensor | None, int]:
+    def _add_prefix(self, kv_cache: list[LayerKV] | KVCache | None, attention_mask: torch.Tensor | None,
+                    batch: int) -> tuple[list[LayerKV] | KVCache | None, torch.Tensor | None, int]:
         """P-Tuning v2 (lesson 10): ``(kv_cache, attention_mask, prefix_len)`` with the prefix in front.
 
         Without ``pre_seq_len`` nothing changes. Otherwise the prefix becomes the past keys and
-        values when there is no cache yet (a cache from a previous call already starts with it),
-        and ``attention_mask`` gets ``pre_seq_len`` ones in front: every query sees the prefix.
+        values when there is no cache yet, or is written into an empty ``KVCache`` (a cache from a
+        previous call already starts with it), and ``attention_mask`` gets ``pre_seq_len`` ones in
+        front: every query sees the prefix.
         """
         prefix_len = self.config.pre_seq_len or 0
         if not prefix_len:
             return kv_cache, attention_mask, 0
-        if kv_cache is None:
-            kv_cache = self.transformer.get_prompt(batch, self.transformer.embedding.word_embeddings.weight.dtype)
+        if kv_cache is None or (isinstance(kv_cache, KVCache) and kv_cache.length == 0):
+            prompt = self.transformer.get_prompt(batch, self.transformer.embedding.word_embeddings.weight.dtype)
+            if kv_cache is None:
+                kv_cache = prompt
+            else:
+                kv_cache.append(prompt)                              # prefix at positions [0, pre_seq_len)
         if attention_mask is not None:
             attention_mask = torch.cat([attention_mask.new_ones(batch, prefix_len), attention_mask], dim=1)
         return kv_cache, attention_mask, prefix_len
 
-    def _check_kv_cache(self, kv_cache: list[KVCache] | None, batch: int) -> int:
+    def _check_kv_cache(self, kv_cache: list[LayerKV] | KVCache | None, batch: int) -> int:
         """The number of real tokens in a KV cache (those with positions), after checking its shape.
 
         With P-Tuning v2 the cache also starts with the ``pre_seq_len`` prefix slots, which
@@ -492,6 +300,8 @@ class ChatGLMForCausalLM(nn.Module):
         if kv_cache is None:
             return 0
         config = self.config
+        if isinstance(kv_cache, KVCache):
+            return self._check_preallocated(kv_cache, batch)
         if len(kv_cache) != config.num_layers:
             raise ValueError(f"kv_cache has {len(kv_cache)} entries but the model has {config.num_layers} layers; "
                              f"pass the kv_cache returned by a previous call with use_cache=True")
@@ -506,6 +316,23 @@ class ChatGLMForCausalLM(nn.Module):
             raise ValueError(f"kv_cache holds {past_len} entries but this P-Tuning model's cache starts with its "
                              f"pre_seq_len={prefix_len} prefix slots; pass the kv_cache returned by a previous call")
         return past_len - prefix_len
+
+    def _check_preallocated(self, cache: KVCache, batch: int) -> int:
+        """``_check_kv_cache`` for a preallocated ``KVCache``: its sizes fit the model; real tokens in it."""
+        config, weight = self.config, self.transformer.embedding.word_embeddings.weight
+        have = (cache.num_layers, cache.batch, cache.num_kv_groups, cache.head_dim)
+        want = (config.num_layers, batch, config.num_kv_groups, config.kv_channels)
+        if have != want:
+            raise ValueError(f"the KVCache has (layers, batch, groups, head_dim) = {have}, but this model and input "
+                             f"need {want}; make it with KVCache.for_config(model.config, batch, max_len)")
+        if cache.storage.device != weight.device or cache.storage.dtype != weight.dtype:
+            raise ValueError(f"the KVCache holds {cache.storage.dtype} on {cache.storage.device} but the model runs "
+                             f"in {weight.dtype} on {weight.device}; make it with the model's dtype and device")
+        prefix_len = config.pre_seq_len or 0
+        if 0 < cache.length < prefix_len:
+            raise ValueError(f"the KVCache holds {cache.length} entries but this P-Tuning model's cache starts "
+                             f"with its pre_seq_len={prefix_len} prefix slots; start from an empty KVCache")
+        return max(0, cache.length - prefix_len)
 
     def _position_ids(self, batch: int, seq_len: int, past_len: int, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None, device: torch.device) -> torch.Tensor:

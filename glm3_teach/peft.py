@@ -22,6 +22,12 @@ see ``glm3_teach.model``): learned keys and values in front of every layer's KV 
 ``transformer.prefix_encoder.*`` tensors (ChatGLM3's P-Tuning checkpoints hold nothing else)
 with the config; ``load_ptuning`` puts them onto a base model.
 
+``load_adapter`` loads the base model an adapter folder records, then the adapter. Saves are
+crash-safe like checkpoints (``glm3_teach.checkpoint.publish_folder``): the folder is written
+beside its target and swapped in by renames, so a complete adapter is under its name (or is
+recovered as it by the next load) at every instant, a failed or killed save leaves the old one,
+and a folder that is not an adapter (``checkpoint.adapter_kind``) is never replaced.
+
 What it leaves out: peft's other methods and options (DoRA, rank/alpha patterns, LoRA on
 embeddings or biases, ``modules_to_save``, several adapters at once), QLoRA, and peft's own
 prefix-tuning format (ChatGLM3's P-Tuning v2 is the model's ``prefix_encoder``, not peft's).
@@ -33,8 +39,6 @@ import dataclasses
 import json
 import math
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,15 +48,15 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from glm3_teach.checkpoint import publish_folder
+from glm3_teach.checkpoint import (ADAPTER_BIN_NAME, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PREFIX_KEY,
+                                   adapter_base_recorded, adapter_kind, check_replaceable, load_pretrained,
+                                   publish_folder, recover_folder, staging_folder)
+from glm3_teach.errors import read_json
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM, prefix_kv_size
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-ADAPTER_BIN_NAME = "adapter_model.bin"           # older peft; read with weights_only=True
 PEFT_PREFIX = "base_model.model."               # peft's PeftModel -> LoraModel -> your model
-PREFIX_KEY = "transformer.prefix_encoder."
 PTUNING_WEIGHTS_NAME = "model.safetensors"
+ADAPTER_FOLDER = "LoRA or P-Tuning adapter folder"
 BLOCK_LINEARS = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
 # peft options that change the maths or the file; an adapter is refused unless each is at its default.
 _PEFT_DEFAULTS: dict[str, Any] = {
@@ -247,19 +251,22 @@ def _adapter_config(model: nn.Module, base_model_name_or_path: str | None) -> di
     return {**config, "use_rslora": True} if settings["use_rslora"] else config
 
 
+def is_adapter_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a LoRA or P-Tuning v2 adapter (``checkpoint.adapter_kind``): what a save may replace."""
+    return adapter_kind(path) is not None
+
+
 def _write_folder(path: str | Path, write: Any, tokenizer: Any = None) -> Path:
-    """Write files with ``write(staging_folder)`` (plus the tokenizer), then swap the folder into place."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    """Write an adapter folder crash-safely: ``write(staging)`` (plus the tokenizer) fills a staging
+    folder beside ``path``, which ``publish_folder`` swaps in. Refuses (``FileExistsError``,
+    nothing written) a ``path`` that is neither absent, empty nor an adapter folder."""
+    target = check_replaceable(Path(path), is_adapter_folder, ADAPTER_FOLDER)
+    with staging_folder(target) as staging:   # removed, the old adapter untouched, if writing fails
         write(staging)
         if tokenizer is not None:
             tokenizer.save(staging)
+        check_replaceable(target, is_adapter_folder, ADAPTER_FOLDER)  # again: it may have changed meanwhile
         publish_folder(staging, target, keep_other_files=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 
@@ -275,7 +282,9 @@ def save_lora(model: nn.Module, path: str | Path, base_model_name_or_path: str |
     Files: ``adapter_config.json`` and ``adapter_model.safetensors`` (keys
     ``base_model.model.<path>.lora_A.weight`` / ``.lora_B.weight``, in ``dtype``, default as
     trained), and the tokenizer's files when given. Other files already in the folder (a
-    README) are kept. Returns the folder.
+    README) are kept; a folder that is not an adapter is refused with ``FileExistsError``.
+    ``base_model_name_or_path`` is written as given (peft reads a relative path from the
+    current folder). Returns the folder.
     """
     modules = lora_modules(model)
     if not modules or not hasattr(model, "lora_config"):
@@ -294,11 +303,13 @@ def save_lora(model: nn.Module, path: str | Path, base_model_name_or_path: str |
 def read_adapter_config(path: str | Path) -> dict[str, Any]:
     """Read and check a peft ``adapter_config.json`` (a file or its folder): a LoRA config whose
     options glm3_teach implements. Raises ``ValueError`` naming the first thing it cannot honour."""
-    path = Path(path)
+    path = recover_folder(Path(path))  # a folder a killed save left mid-swap is finished first
     file = path / ADAPTER_CONFIG_NAME if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no {ADAPTER_CONFIG_NAME} at {path}; pass a peft adapter folder")
-    config = json.loads(file.read_text(encoding="utf-8"))
+    config = read_json(file, fix="save the adapter again")
+    if not isinstance(config, dict):
+        raise ValueError(f"{file} holds {type(config).__name__}, not a peft config object {{\"peft_type\": ...}}")
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{file} is a peft config of type {config.get('peft_type')!r}, not 'LORA'; load_lora reads "
                          f"LoRA adapters only (a P-Tuning v2 checkpoint loads with load_ptuning)")
@@ -328,7 +339,7 @@ def load_lora(model: nn.Module, path: str | Path) -> nn.Module:
     modules exist in ``model``, the file has exactly one ``lora_A``/``lora_B`` pair per target
     and every shape fits. The model is then frozen except the LoRA weights (to train on).
     """
-    folder = Path(path)
+    folder = recover_folder(Path(path))
     config = read_adapter_config(folder)
     names = lora_targets(model, config["target_modules"])
     tensors = {k.removeprefix(PEFT_PREFIX): v for k, v in _read_adapter_weights(folder).items()}
@@ -400,7 +411,8 @@ def save_ptuning(model: ChatGLMForCausalLM, path: str | Path, dtype: torch.dtype
                  tokenizer: Any = None) -> Path:
     """Write a P-Tuning v2 checkpoint: ``config.json`` (with ``pre_seq_len``) and ``model.safetensors``
     holding only the ``transformer.prefix_encoder.*`` tensors (in ``dtype``, default as trained),
-    and the tokenizer's files when given. Other files in the folder are kept. Returns the folder."""
+    and the tokenizer's files when given. Other files in the folder are kept; a folder that is not an
+    adapter (a whole model, a folder of yours) is refused with ``FileExistsError``. Returns the folder."""
     if model.config.pre_seq_len is None:
         raise ValueError("this model has no P-Tuning prefix to save; call apply_ptuning(model, ...) first")
     tensors = {k: _stored(v, dtype) for k, v in model.state_dict().items() if k.startswith(PREFIX_KEY)}
@@ -444,7 +456,7 @@ def load_ptuning(model: ChatGLMForCausalLM, path: str | Path) -> ChatGLMForCausa
     the tensors). Raises ``AdapterMismatchError`` when the prefix was made for another
     ``pre_seq_len`` than a prefix the model already has, or for another model shape.
     """
-    folder = Path(path)
+    folder = recover_folder(Path(path))
     state = _read_prefix_weights(folder)
     if "embedding.weight" not in state:
         raise AdapterMismatchError(f"{folder} has no {PREFIX_KEY}embedding.weight; found {sorted(state)}")
@@ -465,3 +477,71 @@ def load_ptuning(model: ChatGLMForCausalLM, path: str | Path) -> ChatGLMForCausa
         apply_ptuning(model, pre_seq_len, projection)
     model.transformer.prefix_encoder.load_state_dict(state)
     return model
+
+
+# --- an adapter with its base model ----------------------------------------------------------------
+
+
+def adapter_base(path: str | Path) -> Path:
+    """The base model folder the adapter in ``path`` records (``checkpoint.adapter_base_recorded``:
+    peft's ``base_model_name_or_path``, else ``sft.init_from`` in the ``training.json`` beside it).
+
+    A relative path is read from the current folder, as peft reads ``base_model_name_or_path``.
+    Raises ``ValueError`` when nothing is recorded, ``FileNotFoundError`` when it does not exist.
+    """
+    folder = Path(path)
+    recorded = adapter_base_recorded(folder)
+    if recorded is None:
+        raise ValueError(f"{folder} does not record its base model (base_model_name_or_path is empty and there is "
+                         f"no training.json); name it with base=FOLDER (--base FOLDER on a command line)")
+    base = Path(recorded).expanduser()
+    if not base.exists():
+        where = "" if base.is_absolute() else f" (relative paths are read from the current folder, {Path.cwd()})"
+        raise FileNotFoundError(f"{folder} records the base model {recorded!r}, which does not exist{where}; "
+                                f"run from the folder it was trained in, or name the base with base=FOLDER "
+                                f"(--base FOLDER on a command line)")
+    return base
+
+
+def trained_seq_length(path: str | Path) -> int | None:
+    """The context an adapter was trained with: P-Tuning's ``config.json``, else the ``model_config``
+    of the ``training.json`` that ``glm3_teach.sft`` writes beside it; ``None`` if not recorded."""
+    folder = Path(path)
+    for file, keys in (("config.json", ("seq_length",)), ("training.json", ("model_config", "seq_length"))):
+        try:
+            value: Any = read_json(folder / file) if (folder / file).is_file() else None
+        except (OSError, ValueError):
+            continue
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def load_adapter(path: str | Path, base: str | Path | None = None, dtype: torch.dtype | str | None = None,
+                 device: torch.device | str | None = None, merge: bool = False) -> ChatGLMForCausalLM:
+    """The base model with the adapter in folder ``path`` (LoRA or P-Tuning v2) on it, in eval mode.
+
+    ``base``: the base checkpoint folder (default ``adapter_base(path)``); ``dtype``/``device`` as
+    for ``load_pretrained``; ``merge``: fold LoRA into the weights (plain Linears, faster to run).
+    The context ``seq_length`` becomes the one the adapter was trained with when that is longer
+    than the base's (``trained_seq_length``: fine-tuning on long dialogues raises it).
+    """
+    folder = recover_folder(Path(path))
+    kind = adapter_kind(folder)
+    if kind is None:
+        raise ValueError(f"{folder} is not a {ADAPTER_FOLDER} ({ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME}, or a "
+                         f"config.json with pre_seq_len + {PREFIX_KEY}* tensors); a whole model loads with "
+                         f"load_pretrained")
+    model = load_pretrained(adapter_base(folder) if base is None else base, dtype=dtype, device=device)
+    if kind == "lora":
+        load_lora(model, folder)
+        if merge:
+            merge_lora(model)
+    else:
+        load_ptuning(model, folder)
+    trained = trained_seq_length(folder)
+    if trained is not None and trained > model.config.seq_length:
+        model.config.seq_length = trained       # RoPE tables are built for any length
+    return model.eval()

@@ -133,4 +133,8 @@ class RotaryEmbedding(nn.Module):
         return self._cache
 
     def extra_repr(self) -> str:
-        return f"rotary_dim={self.rotary_dim}, base={self.base:g} * rope_ratio={self.rope_ratio:g}"
+        """E.g. ``rotary_dim=32 (first dims of each head), rope_ratio=1, base=10000 (x rope_ratio = 10000),
+        inv_freq=[16] float32`` for the course model (head dim 64)."""
+        return (f"rotary_dim={self.rotary_dim} (first dims of each head), rope_ratio={self.rope_ratio:g}, "
+                f"base={self.base:g} (x rope_ratio = {self.base * self.rope_ratio:g}), "
+                f"inv_freq=[{self.inv_freq.numel()}] {str(self.inv_freq.dtype).removeprefix('torch.')}")

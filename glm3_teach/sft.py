@@ -394,7 +394,8 @@ def export_model(model: torch.nn.Module, sft: SFTConfig, folder: str | Path, tok
     else:
         from glm3_teach import peft
 
-        peft.export(model, folder, tokenizer=tokenizer, dtype=dtype, method=sft.method)
+        peft.export(model, folder, tokenizer=tokenizer, dtype=dtype, method=sft.method,
+                    base_model_name_or_path=str(sft.init_from))
 
 
 def load_base(sft: SFTConfig, device: torch.device | str | None = None) -> torch.nn.Module:
@@ -448,10 +449,24 @@ SAMPLE_QUESTIONS = ("你好", "乌龙茶多少钱？", "你们几点关门？", 
                     "Where is the shop?", "Who are you?")
 
 
+def story_bits(model: torch.nn.Module, tokenizer: Any, max_documents: int = 100) -> dict[str, float]:
+    """Bits per byte of ``max_documents`` validation stories in each language: ``{"zh": ..., "en": ...}``."""
+    from glm3_teach.evaluate import story_bits_per_byte
+
+    return {lang: story_bits_per_byte(model, tokenizer, lang, max_documents) for lang in ("zh", "en")}
+
+
+def story_record(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The record's forgetting entry: per language, and the mean of the two languages."""
+    return {"before": sum(before.values()) / len(before), "after": sum(after.values()) / len(after),
+            "per_language": {lang: {"before": before[lang], "after": after[lang]} for lang in before},
+            "how": "glm3_teach.evaluate.story_bits_per_byte(model, tokenizer, lang, 100), mean of zh and en"}
+
+
 def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str, Any]:
     """Fine-tune as ``config_path`` says, export the model, and return the run's record."""
     from glm3_teach.device import seed_everything
-    from glm3_teach.evaluate import story_bits_per_byte
+    from glm3_teach.distributed import world_from_env
     from glm3_teach.tokenizer import load_tokenizer
     from glm3_teach.train import _machine, evaluate, train
 
@@ -467,13 +482,15 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
     print(f"{len(data.train.dataset):,} training samples ({data.train.dataset.kinds.count('text')} story blocks) in "
           f"{len(data.train):,} batches, {data.train.num_targets:,} targets; dropped {dict(data.train.dataset.dropped)}; "
           f"{len(data.val.dataset):,} validation samples", flush=True)
-    story_before = story_bits_per_byte(model, tokenizer, max_documents=100)
-    history = train(model, data, config)
+    story_before = story_bits(model, tokenizer)
+    history = train(model, data, config, verbose=True)
+    if not world_from_env().is_main:   # under torchrun only rank 0 exports, evaluates and writes the record
+        return {"history": history}
     if config.export_dir:
         export_model(model, sft, config.export_dir, tokenizer, config.save_dtype)
         model = load_base(SFTConfig(init_from=config.export_dir)) if sft.method == "full" else model
     final = evaluate(model, data.val, 0, 1)
-    story_after = story_bits_per_byte(model, tokenizer, max_documents=100)
+    story_after = story_bits(model, tokenizer)
     samples = sample_replies(model, tokenizer)
     if hasattr(os, "getloadavg"):
         machine["load_average_at_end"] = list(os.getloadavg())
@@ -486,7 +503,7 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
               "dropped": dict(data.train.dataset.dropped), "val_samples": len(data.val.dataset),
               "epochs": config.max_steps * config.batch_size / len(data.train),
               "final_train_loss": history["loss"][-1] if history["loss"] else None, "final_val": final,
-              "story_bits_per_byte": {"before": story_before, "after": story_after}, "samples": samples,
+              "story_bits_per_byte": story_record(story_before, story_after), "samples": samples,
               "history": history}
     if config.export_dir:
         write_record(record, Path(config.export_dir), history)
@@ -592,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         parser.error(str(error))
     record = run(args.config, args.note, command)
+    if "samples" not in record:   # a rank other than 0 of a torchrun launch
+        return 0
     print(json.dumps({k: record[k] for k in ("wall_seconds", "final_train_loss", "final_val", "story_bits_per_byte",
                                              "samples")}, indent=1, ensure_ascii=False))
     return 0

@@ -18,7 +18,7 @@
 # Every lesson starts the same way: pick the device, fix the seeds. `pick_device()` takes a GPU
 # when there is one (CUDA, or Apple's MPS), else the CPU; set the environment variable
 # `GLM3_DEVICE=cpu` before starting JupyterLab to force the CPU. The line below differs from
-# machine to machine, so nbval does not compare it.
+# machine to machine.
 
 # %% tags=["nbval-ignore-output"]
 import torch
@@ -55,8 +55,10 @@ print(x.cpu().round(decimals=4))
 # ## 2. The map of the course
 #
 # Each lesson derives one piece in the open, checks the learner's version against the package,
-# and from then on imports the package's. The picture shows the order and the module each
-# lesson leaves behind.
+# and from then on imports the package's. The picture shows the thirteen lessons in order and the
+# modules of `glm3_teach` each one leaves behind. Lessons 00-07 build and train the model;
+# lessons 08-12 turn it into a chat assistant that calls tools, fine-tune it cheaply, shrink it
+# and serve it.
 
 # %%
 import matplotlib.pyplot as plt
@@ -75,8 +77,8 @@ LESSONS = [
     ("05", "组装模型", "The whole model", "model, checkpoint"),
     ("06", "预训练", "Pretraining", "data, train"),
     ("07", "解码", "Decoding", "generate"),
-    ("08", "对话微调", "Chat fine-tuning", "chat, sft"),
-    ("09", "工具调用", "Tool calling", "tools"),
+    ("08", "对话微调", "Chat fine-tuning", "sft, chat, evaluate"),
+    ("09", "工具调用", "Tool calling", "tools, agent"),
     ("10", "高效微调", "LoRA and P-Tuning v2", "peft"),
     ("11", "量化", "Quantization", "quant"),
     ("12", "部署", "Serving", "serve"),
@@ -87,19 +89,20 @@ COLOURS = ["#dbe9f6", "#fde2c8", "#d9f0d3", "#eadcf2"]
 
 
 def draw_course_map():
+    """Columns of lesson boxes; the bundled CJK font has one weight, so no text is bold."""
     fig, ax = plt.subplots(figsize=(11, 6.2))
     ax.set_xlim(0, 4)
     ax.set_ylim(-5.6, 0.6)
     ax.axis("off")
     centres = {}
     for column, ((part, start, stop), colour) in enumerate(zip(PARTS, COLOURS)):
-        ax.text(column + 0.5, 0.35, part, ha="center", fontsize=11, weight="bold")
+        ax.text(column + 0.5, 0.35, part, ha="center", fontsize=11)
         for row, (number, zh, en, module) in enumerate(LESSONS[start:stop]):
             y = -row * 1.15
             box = FancyBboxPatch((column + 0.06, y - 0.85), 0.88, 0.9, boxstyle="round,pad=0.02",
                                  facecolor=colour, edgecolor="#555555")
             ax.add_patch(box)
-            ax.text(column + 0.5, y - 0.2, f"{number} · {zh}", ha="center", fontsize=10, weight="bold")
+            ax.text(column + 0.5, y - 0.2, f"{number} · {zh}", ha="center", fontsize=10.5)
             ax.text(column + 0.5, y - 0.45, en, ha="center", fontsize=8.5)
             ax.text(column + 0.5, y - 0.7, f"glm3_teach.{module}", ha="center", fontsize=7.5, family="monospace",
                     color="#333333")
@@ -108,9 +111,9 @@ def draw_course_map():
         (xa, ya), (xb, yb) = centres[a], centres[b]
         if xa == xb:
             ax.annotate("", xy=(xb, yb + 0.05), xytext=(xa, ya - 0.85), arrowprops=dict(arrowstyle="->", color="#777777"))
-        else:
-            ax.annotate("", xy=(xb - 0.44, yb - 0.4), xytext=(xa + 0.44, ya - 0.4),
-                        arrowprops=dict(arrowstyle="->", color="#777777", connectionstyle="arc3,rad=-0.25"))
+        else:  # to the top of the next column, through the gap between the columns
+            ax.annotate("", xy=(xb - 0.44, yb - 0.2), xytext=(xa + 0.44, ya - 0.6),
+                        arrowprops=dict(arrowstyle="->", color="#777777"))
     ax.set_title("glm3-teach: one miniature ChatGLM3, built lesson by lesson", fontsize=13)
     return fig
 
@@ -228,10 +231,78 @@ print(f"the key/value cache is {kv_saving:.0f}x smaller than with one key/value 
 assert qkv_out == 4608 and kv_saving == 16
 
 # %% [markdown]
+# ### The whole model on one page
+# Every box below is one step of ChatGLM3-6B's forward pass, with the lesson that builds it and
+# the shape of the tensor it hands on (worked out from the config above). Shapes are written
+# batch-first, `[b, s, ...]`, as the course's code has them; the reference implementation keeps
+# its tensors sequence-first, `[s, b, 4096]`, inside the model (lesson 05 shows both). The
+# dashed frame is one GLM block, repeated 28 times.
+
+# %%
+from matplotlib.patches import FancyBboxPatch
+
+
+def architecture_rows(c: dict) -> list[tuple[str, str, str]]:
+    """(lesson, what the step computes, the shape it hands on), input first."""
+    h, heads, groups, d = c["hidden_size"], c["num_attention_heads"], c["multi_query_group_num"], c["kv_channels"]
+    ffn, vocab, qkv = c["ffn_hidden_size"], c["padded_vocab_size"], (heads + 2 * groups) * d
+    return [
+        ("01", "tokenizer: text -> ids, with [gMASK] sop in front", "input_ids [b, s]"),
+        ("02", f"word_embeddings: one row of the {vocab} x {h} table per id", f"[b, s, {h}]"),
+        ("04", "input_layernorm: RMSNorm, computed in fp32", f"[b, s, {h}]"),
+        ("03", f"query_key_value: {h} -> {qkv} (+ bias), split", f"q [b, {heads}, s, {d}], k and v [b, {groups}, s, {d}]"),
+        ("02", f"RoPE: rotate dims 0..{d // 2 - 1} of each q and k head by position", "q, k: shapes unchanged"),
+        ("03", f"attention: softmax(q k^T / sqrt({d})) v, causal, {heads // groups} heads per k/v",
+         f"[b, s, {heads * d}]"),
+        ("03", f"dense: {heads * d} -> {h}, then add the block's input (residual)", f"[b, s, {h}]"),
+        ("04", "post_attention_layernorm: RMSNorm", f"[b, s, {h}]"),
+        ("04", f"dense_h_to_4h: {h} -> 2 x {ffn}, then silu(gate) * up", f"[b, s, {ffn}]"),
+        ("04", f"dense_4h_to_h: {ffn} -> {h}, then add (residual)", f"[b, s, {h}]"),
+        ("04", "final_layernorm: RMSNorm after the last block", f"[b, s, {h}]"),
+        ("05", f"output_layer: {h} -> {vocab}, not tied to word_embeddings", f"logits [b, s, {vocab}]"),
+        ("07", "pick the next id (greedy or top-p); keep each layer's k, v", f"next id [b, 1], cache [b, {groups}, s, {d}]"),
+    ]
+
+
+def draw_architecture(c: dict, block_rows=(2, 9)):
+    rows = architecture_rows(c)
+    fig, ax = plt.subplots(figsize=(11, 7.6))
+    ax.set(xlim=(-0.3, 11.2), ylim=(-len(rows) + 0.3, 0.9))
+    ax.axis("off")
+    for i, (lesson, what, shape) in enumerate(rows):
+        colour = COLOURS[0] if lesson in ("01", "02") else COLOURS[2] if lesson == "07" else COLOURS[1]
+        ax.add_patch(FancyBboxPatch((0.9, -i - 0.34), 5.5, 0.68, boxstyle="round,pad=0.02", facecolor=colour,
+                                    edgecolor="#555555"))
+        ax.text(0.4, -i, lesson, ha="center", va="center", fontsize=10,
+                bbox=dict(boxstyle="circle,pad=0.25", facecolor="white", edgecolor="#555555"))
+        ax.text(1.05, -i, what, va="center", fontsize=9)
+        ax.text(6.65, -i, shape, va="center", fontsize=8.5, family="monospace", color="#1f3b73")
+        if i:
+            ax.annotate("", xy=(3.65, -i + 0.36), xytext=(3.65, -i + 0.64), arrowprops=dict(arrowstyle="->", color="#777777"))
+    top, bottom = -block_rows[0] + 0.48, -block_rows[1] - 0.48
+    ax.add_patch(FancyBboxPatch((0.75, bottom), 5.8, top - bottom, boxstyle="round,pad=0.02", facecolor="none",
+                                edgecolor="#c0392b", linestyle="--", linewidth=1.5))
+    ax.text(11.0, (top + bottom) / 2, f"GLMBlock x {c['num_layers']} (lesson 04)", rotation=90, ha="center",
+            va="center", color="#c0392b", fontsize=10)
+    ax.plot([10.75, 10.75], [bottom, top], color="#c0392b", linestyle="--", linewidth=1.5)
+    ax.text(0.4, 0.65, "lesson", ha="center", fontsize=8.5, color="#555555")
+    ax.text(6.65, 0.65, "shape handed on (b = batch, s = tokens)", fontsize=8.5, color="#555555")
+    ax.set_title("ChatGLM3-6B 的结构: each step and the lesson that builds it", fontsize=12)
+    return fig
+
+
+draw_architecture(config);
+
+# %% [markdown]
+# The other lessons work around this picture: 06 trains it on next-token prediction, 08 teaches it
+# the chat format, 09 to call tools, 10 fine-tunes a few extra parameters (LoRA, P-Tuning v2), 11
+# stores its `Linear` weights in 8 or 4 bits, and 12 serves it over HTTP.
+
+# %% [markdown]
 # ## 4. The course's corpus
 #
 # Nothing in this course is downloaded at run time. The pretraining text is written by the
-# course's own generator (`glm3_teach/stories.py`): simple stories about children, animals, a
+# course's own generator (`glm3_teach/stories/`): simple stories about children, animals, a
 # town, the weather and a tea shop, each planned once and then rendered in **Chinese and
 # English**, so the same story exists in both languages. Here is the first training story:
 
@@ -256,7 +327,7 @@ from glm3_teach.data import load_corpus
 
 for split in ("train", "val"):
     zh, en = load_corpus(split, "zh"), load_corpus(split, "en")
-    han = len(re.findall(r"[\u4e00-\u9fff]", zh))
+    han = len(re.findall(r"[\u4e00-\u9fff]", zh))  # the basic CJK block (section 5 says what it leaves out)
     letters = len(re.findall(r"[A-Za-z]", en))
     print(f"{split:>5}: {len(load_documents(split, 'zh')):>6,} stories | {han:>9,} Chinese characters | {letters:>9,} English letters")
     assert han >= (1_000_000 if split == "train" else 100_000)
@@ -286,15 +357,32 @@ def count_han_wrong(text: str) -> int:
 
 
 result = check("count_han", count_han_wrong, count_han_reference, ["茶馆", "我喝了3杯茶。", "Tea 茶"],
-               hint="only characters between U+4E00 and U+9FFF are Chinese characters")
+               hint="count only the characters of the basic CJK block, U+4E00 to U+9FFF")
 assert not result  # the wrong version really is caught
+
+# %% [markdown]
+# Read it from the top: which case failed (the second of three), its input, what the reference
+# returned, what yours returned, and a hint, which appears only once a case has failed.
+#
+# "Chinese character" is a wider class than this exercise's definition. Unicode's **CJK Unified
+# Ideographs** block U+4E00..U+9FFF holds 20,992 characters, among them all the common ones (and
+# every one this corpus uses); Extension A (U+3400..U+4DBF) and the extensions from U+20000 on hold tens of thousands
+# of rarer ones, such as 𠮷 (U+20BB7, a variant of 吉 used in names), and the compatibility block
+# (U+F900..U+FAFF) holds duplicates kept for old encodings (U+F900 looks exactly like 豈 U+8C48). The exercise counts the basic block
+# only, as the regular expression above does:
+
+# %% tags=["nbval-check-output"]
+samples = {"茶": "basic block", "\u3400": "Extension A", "\U00020bb7": "Extension B", "\uf900": "compatibility"}
+for ch, block in samples.items():
+    print(f"{ch} U+{ord(ch):04X} ({block}): counted {count_han_reference(ch) == 1}")
+assert [count_han_reference(ch) for ch in samples] == [1, 0, 0, 0]
 
 
 # %% [markdown]
 # ### Exercise 1: count the Chinese characters
-# Write `count_han(text)` returning how many characters of `text` lie in the CJK Unified
-# Ideographs block (U+4E00 to U+9FFF). Replace `raise NotImplementedError` with your code,
-# then run the check below it.
+# Write `count_han(text)` returning how many characters of `text` lie in the basic CJK Unified
+# Ideographs block (U+4E00 to U+9FFF; the extension blocks do not count here). Replace
+# `raise NotImplementedError` with your code, then run the check below it.
 
 # %%
 def count_han(text: str) -> int:
@@ -302,7 +390,7 @@ def count_han(text: str) -> int:
 
 
 # %%
-check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵"],
+check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵", "𠮷野家"],
       hint="test each character with '\\u4e00' <= ch <= '\\u9fff'");
 
 

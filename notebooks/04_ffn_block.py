@@ -441,7 +441,9 @@ assert course_ffn == math.ceil(8 * course_h / 3) and abs(3 * course_ffn / (8 * c
 #   before the output layer.
 #
 # (ChatGLM3's config also has `apply_residual_connection_post_layernorm: false`: the skip connection
-# carries `x`, not `Norm(x)`.)
+# carries `x`, not `Norm(x)`.) The picture shows one block of each; in the pre-norm stack the 28
+# blocks are followed by `final_layernorm`, one more RMSNorm (`post_layer_norm: true` in the
+# config), before the output layer.
 
 # %%
 from matplotlib.patches import FancyBboxPatch
@@ -461,9 +463,15 @@ def draw_arrow(ax, start, end):
 
 def draw_block(ax, title, parts):
     """``parts``, bottom to top: ("branch", [(label, colour), ...]) is a residual branch that ends in
-    an add; ("stream", label) is a norm applied to the stream itself."""
+    an add; ("stream", label) is a norm applied to the stream itself; ("repeat", label) closes the
+    block: everything below it is repeated once per layer."""
     y = 0.0
     for kind, content in parts:
+        if kind == "repeat":
+            ax.plot([STREAM_X - 0.7, BRANCH_X + 0.7], [y, y], color="#c0392b", linestyle="--", lw=1.2)
+            ax.text(BRANCH_X + 0.7, y + 0.08, content, ha="right", va="bottom", color="#c0392b", fontsize=8.5)
+            y += 0.45
+            continue
         if kind == "stream":
             draw_box(ax, STREAM_X, y + 0.5, content, "#fde2c8")
             y += 1.0
@@ -492,10 +500,16 @@ NORM, ATTN, FFN = "#dbe9f6", "#d9f0d3", "#eadcf2"
 fig, (pre_ax, post_ax) = plt.subplots(1, 2, figsize=(10, 5.5))
 draw_block(pre_ax, "pre-norm 前置归一化 (ChatGLM3)",
            [("branch", [("RMSNorm", NORM), ("注意力 attention", ATTN)]),
-            ("branch", [("RMSNorm", NORM), ("前馈 MLP", FFN)])])
+            ("branch", [("RMSNorm", NORM), ("前馈 MLP", FFN)]),
+            ("repeat", "above: one block, x 28 in ChatGLM3-6B"),
+            ("stream", "final_layernorm")])
 draw_block(post_ax, "post-norm 后置归一化 (Transformer 2017, BERT)",
            [("branch", [("注意力 attention", ATTN)]), ("stream", "Norm"),
-            ("branch", [("前馈 MLP", FFN)]), ("stream", "Norm")])
+            ("branch", [("前馈 MLP", FFN)]), ("stream", "Norm"),
+            ("repeat", "above: one block, x N")])
+top = max(pre_ax.get_ylim()[1], post_ax.get_ylim()[1])
+for ax in (pre_ax, post_ax):
+    ax.set_ylim(-0.5, top)  # the same scale on both sides
 fig.tight_layout()
 plt.show()
 
@@ -808,7 +822,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.
 
 
 # %%
-from glm3_teach.checks import check
+from glm3_teach.checks import Case, check
 
 
 def rms_norm_reference(x, weight, eps=1e-5):
@@ -830,13 +844,16 @@ def run_in_dtype(fn):
 generator = seed_everything(11)
 outlier = 3 * torch.randn(2, 64, generator=generator)
 outlier[:, 5] = 400.0
-norm_cases = [  # (x, weight, eps, dtype to run in)
-    (torch.randn(2, 3, 8, generator=generator), 1 + 0.2 * torch.randn(8, generator=generator), 1e-5, torch.float32),
-    (1e-3 * torch.randn(4, 8, generator=generator), torch.ones(8), 1e-5, torch.float32),   # tiny x: eps matters
-    (2 + torch.randn(3, 16, generator=generator), torch.ones(16), 1e-6, torch.float32),    # mean far from 0
-    (torch.randn(3, 64, generator=generator), 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.bfloat16),
-    (outlier, 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.float16),       # 400 ** 2 > fp16 max
-]
+norm_cases = [Case(args=args, label=label) for args, label in [  # args: (x, weight, eps, dtype to run in)
+    ((torch.randn(2, 3, 8, generator=generator), 1 + 0.2 * torch.randn(8, generator=generator), 1e-5, torch.float32),
+     "fp32, a learned weight"),
+    ((1e-3 * torch.randn(4, 8, generator=generator), torch.ones(8), 1e-5, torch.float32), "tiny x: eps matters"),
+    ((2 + torch.randn(3, 16, generator=generator), torch.ones(16), 1e-6, torch.float32), "mean far from 0"),
+    ((torch.randn(3, 64, generator=generator), 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.bfloat16),
+     "bf16 in, bf16 out"),
+    ((outlier, 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.float16),
+     "fp16 with an outlier of 400: 400 ** 2 > fp16 max"),
+]]
 result = check("rms_norm", run_in_dtype(rms_norm), run_in_dtype(rms_norm_reference), norm_cases,
                atol=1e-5, rtol=1e-2, hint="x32 = x.float(); divide by torch.sqrt(mean of x32**2 + eps); multiply by "
                                           "weight.float(); .to(x.dtype) at the very end")

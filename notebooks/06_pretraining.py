@@ -19,6 +19,7 @@
 # - overfitting a tiny text versus generalising; checkpoints, interruption and **exact** resume;
 # - the shipped base model: its recipe, its numbers, and its limits, measured (ordinary text,
 #   sums, the size of its world, tokens per parameter, and a translation effect inside its blocks).
+# - data parallelism with PyTorch DDP under `torchrun`, and what FSDP adds for a 6 B model.
 
 # %%
 import dataclasses
@@ -355,26 +356,10 @@ print("two accumulated halves give the whole batch's gradient (up to float round
       torch.allclose(accumulated, whole, rtol=1e-4, atol=1e-7))
 torch.testing.assert_close(accumulated, whole, rtol=1e-4, atol=1e-7)
 
+
 # %% [markdown]
-# **Data parallelism** is the same sum spread over machines: each of `n` processes holds a full
-# copy of the model, runs its own micro-batch, and before the optimizer step the gradients are
-# averaged across processes (an all-reduce). Every copy then takes the identical step, so `n`
-# processes with `batch_size` B each compute what one process with `n × B` would (PyTorch's
-# `DistributedDataParallel` does this, overlapping the all-reduce with the backward pass). It
-# copies everything to every process: for a 6 B model trained with AdamW in mixed precision that
-# is about 16 bytes per parameter (bf16 weights and gradients, 2 bytes each; an fp32 master copy,
-# `m` and `v`, 4 bytes each), about 100 GB per GPU for ChatGLM3-6B's 6.24 B parameters before any
-# activations. **FSDP** (fully sharded data parallel, like DeepSpeed's ZeRO)
-# shards the weights, gradients and optimizer state across the processes and gathers each
-# layer's weights only while it runs, so each GPU holds about `1/n` of them.
-
-# %% tags=["nbval-check-output"]
-params_6b = count_parameters(ChatGLMConfig.chatglm3_6b())
-bytes_per_parameter = 2 + 2 + 4 + 4 + 4              # bf16 weight, bf16 gradient, fp32 master copy, m, v
-print(f"ChatGLM3-6B: {params_6b:,} parameters x {bytes_per_parameter} bytes = {params_6b * bytes_per_parameter / 1e9:.0f} GB "
-      f"of training state on every data-parallel GPU")
-assert abs(params_6b / 1e9 - 6.24) < 0.01 and 95 < params_6b * bytes_per_parameter / 1e9 < 105
-
+# **Data parallelism** is the same sum spread over processes, each computing its part of the
+# batch at the same time; section 9 shows how the package's loop does it with PyTorch.
 
 # %% [markdown]
 # ## 4. The training loop, written here
@@ -902,6 +887,125 @@ print(f"at 204,800 tokens: notebook model {nb_at_204k:.1f}, base model {base_at_
       f"{size_ratio:.1f} x the parameters")
 assert abs(nb_at_204k - base_at_204k) < 0.3 and abs(size_ratio - 3.5) < 0.05
 
+# %% [markdown]
+# ## 9. Data parallelism: many processes, one big batch
+#
+# Section 3 summed micro-batches one after another. **Data parallelism** computes them at the
+# same time, one process (a *rank*) per GPU or CPU, with PyTorch's `DistributedDataParallel` (DDP):
+#
+# 1. every rank holds a full copy of the model (DDP copies rank 0's weights to the others);
+# 2. each step, every rank takes its own shard of the step's batch: rank `r` of `n` takes samples
+#    `r, r + n, r + 2n, ...` of the `n × B` samples the sampler serves;
+# 3. during `backward` DDP **all-reduces** the gradients: every rank ends with their mean;
+# 4. every rank takes the identical optimizer step, so the copies never drift apart.
+#
+# With equal shards, the mean of the shards' gradients is the gradient of the whole batch, so `n`
+# processes with `batch_size` B train exactly like one process with `n × B`. Here is that
+# identity on a fresh model, the two shards computed one after the other in this process:
+
+# %%
+dp_model = build_model(nb_config, device)
+dp_batch = torch.stack([data.train[i] for i in range(4)]).to(device)         # [4, block_size + 1]
+
+
+def gradients(loss):
+    """The gradient of every weight of dp_model for this loss (a fresh backward pass)."""
+    dp_model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in dp_model.parameters()]
+
+
+def largest_difference(grads_a, grads_b):
+    return max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b))
+
+
+whole_batch = gradients(next_token_loss(dp_model(dp_batch[:, :-1]).logits, dp_batch))
+rank_grads = [gradients(next_token_loss(dp_model(shard[:, :-1]).logits, shard))
+              for shard in (dp_batch[0::2], dp_batch[1::2])]                 # rank 0: rows 0, 2; rank 1: rows 1, 3
+all_reduced = [(g0 + g1) / 2 for g0, g1 in zip(*rank_grads)]                 # what DDP's all-reduce computes
+
+# %% tags=["nbval-check-output"]
+print("the all-reduced gradient equals the whole batch's to 1e-6:",
+      largest_difference(all_reduced, whole_batch) < 1e-6)
+assert largest_difference(all_reduced, whole_batch) < 1e-6
+
+# %% [markdown]
+# One trap: the average is exact only when every shard's loss is a mean over the **same number
+# of targets**. Packed blocks guarantee it (each has `block_size` targets). Chat batches
+# (lesson 08) do not: labels of -100 hide the prompt, and shards hold different numbers of
+# targets, so averaging two per-shard means weighs a target of the sparse shard more. The package's
+# loop all-reduces the target count `N = n_0 + n_1` and scales rank `r`'s mean loss by
+# `n_r × 2 / N` (`shard_loss` in `glm3_teach/training_loop.py`); DDP's average then equals the
+# whole batch's mean exactly:
+
+# %%
+from glm3_teach.train import masked_next_token_loss as masked_loss
+
+dp_inputs = dp_batch[:, :-1]                                                 # [4, block_size]
+dp_labels = dp_inputs.clone()
+dp_labels[0, :100] = -100                                                    # rank 0's rows keep few targets
+dp_labels[2, :120] = -100
+shards = (torch.tensor([0, 2]), torch.tensor([1, 3]))
+counts = [int((dp_labels[rows, 1:] != -100).sum()) for rows in shards]       # n_0, n_1
+
+
+def shard_gradients(rows, scale=1.0):
+    return gradients(masked_loss(dp_model(dp_inputs[rows]).logits, dp_labels[rows]) * scale)
+
+
+masked_whole = gradients(masked_loss(dp_model(dp_inputs).logits, dp_labels))
+naive = [(a + b) / 2 for a, b in zip(*[shard_gradients(rows) for rows in shards])]
+scaled = [(a + b) / 2 for a, b in zip(*[shard_gradients(rows, n * 2 / sum(counts))
+                                       for rows, n in zip(shards, counts)])]
+
+# %% tags=["nbval-check-output"]
+print(f"targets per shard: {counts}")
+print("mean of the shards' mean losses, equal to the whole batch's to 1e-6:",
+      largest_difference(naive, masked_whole) < 1e-6)
+print("each shard scaled by n_r x 2 / N, equal to the whole batch's to 1e-6:",
+      largest_difference(scaled, masked_whole) < 1e-6)
+assert largest_difference(naive, masked_whole) > 1e-4 and largest_difference(scaled, masked_whole) < 1e-6
+
+# %% [markdown]
+# The course's command line runs under `torchrun` with no change to the code or the config
+# (`torchrun` is `python -m torch.distributed.run`; from the repository root):
+#
+# ```bash
+# torchrun --nproc_per_node 2 -m glm3_teach.train --config configs/base.toml \
+#     --max-steps 20 --run-dir runs/ddp --export-dir runs/ddp/model
+# ```
+#
+# `torchrun` starts 2 processes and gives each its `RANK`, `WORLD_SIZE` and `LOCAL_RANK` in
+# environment variables. `train()` reads them, joins the process group (the **gloo** backend on
+# the CPU, **nccl** with one GPU per process), wraps the model in DDP and trains on its shard.
+# `batch_size` is per process, as in PyTorch: 8 blocks each here, 16 per optimizer step in all.
+# Only rank 0 prints, saves checkpoints and exports; `--resume` works as on one process.
+# `tests/test_ddp.py` runs 2 CPU processes this way and checks that their losses and final
+# weights equal one process with twice the batch, to a relative 1e-5, on packed blocks (through
+# an interruption and resume) and on chat-style batches with uneven targets.
+#
+# **What FSDP adds for a 6 B model.** DDP copies everything to every rank: the weights, their
+# gradients and AdamW's two moments. In fp32 that is 4 bytes each, 16 bytes per parameter (bf16
+# mixed precision also comes to 16: bf16 weights and gradients, 2 bytes each, plus an fp32 master
+# copy, `m` and `v`). For ChatGLM3-6B's 6.24 B parameters that is about 100 GB per GPU before a
+# single activation, more than an 80 GB GPU holds. **FSDP** (fully sharded data parallel, like
+# DeepSpeed's ZeRO-3) shards the weights, gradients and optimizer state across the `n` ranks and
+# gathers each layer's weights only while that layer runs, so each GPU keeps about `1/n` of the
+# 100 GB: 12.5 GB on 8 GPUs.
+
+# %% tags=["nbval-check-output"]
+params_6b = count_parameters(ChatGLMConfig.chatglm3_6b())
+fp32_adamw = {"weight": 4, "gradient": 4, "AdamW m": 4, "AdamW v": 4}               # bytes per parameter
+mixed_adamw = {"bf16 weight": 2, "bf16 gradient": 2, "fp32 master weight": 4, "AdamW m": 4, "AdamW v": 4}
+state_gb = params_6b * sum(fp32_adamw.values()) / 1e9
+print(f"ChatGLM3-6B: {params_6b:,} parameters")
+print(f"{'':28}{'bytes/param':>12}{'GB per GPU':>12}")
+print(f"{'DDP, fp32 AdamW':28}{sum(fp32_adamw.values()):12}{state_gb:12.0f}")
+print(f"{'DDP, bf16 mixed precision':28}{sum(mixed_adamw.values()):12}{params_6b * sum(mixed_adamw.values()) / 1e9:12.0f}")
+print(f"{'FSDP over 8 GPUs':28}{sum(fp32_adamw.values()) / 8:12.0f}{state_gb / 8:12.1f}")
+assert abs(params_6b / 1e9 - 6.24) < 0.01 and sum(fp32_adamw.values()) == sum(mixed_adamw.values()) == 16
+assert abs(state_gb - 100) < 1 and state_gb > 80 and abs(state_gb / 8 - 12.5) < 0.2
+
 
 # %% [markdown]
 # ## Exercises
@@ -1016,6 +1120,10 @@ result = check("my_train_accumulated", lambda config: my_train_accumulated(build
 #   schedule`; yours gives exactly the package's losses.
 # - A training checkpoint holds weights, optimizer, scheduler, RNG states and data position,
 #   written atomically, and resumes bit for bit. Watch the validation loss: a tiny text is memorised.
+# - Data parallelism (PyTorch DDP, `torchrun --nproc_per_node n -m glm3_teach.train ...`): each
+#   rank trains on its shard and the gradients are all-reduced, so `n` ranks with batch B equal one
+#   with `n × B` (scale uneven masked losses by the global target count). DDP copies 16 bytes per
+#   parameter to every GPU, 100 GB for a 6 B model; FSDP shards them.
 # - The shipped base model (`data/checkpoints/base/`, `configs/base.toml`) reaches well under 0.6
 #   times the unigram baseline on its own corpus, and writes its Chinese and English; but its world
 #   is 665 characters and 907 words, it saw 0.33 tokens per parameter, it cannot add, and on

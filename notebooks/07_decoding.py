@@ -406,54 +406,150 @@ assert penalized_repeats < greedy_repeats / 2
 # `generate` applies the transforms in Hugging Face's order: repetition penalty, then (when
 # sampling) temperature, top-k, top-p; then softmax and one draw. `next_token_probs` returns that
 # final distribution. The explorer below redraws it for one of three contexts as you move the
-# sliders: the tea question of section 2, the open start of a story, and the maths-lesson loop. Its
-# callback is an ordinary function, so here it runs once with ChatGLM3's settings.
+# sliders: the tea question of section 2, the open start of a story, and the maths-lesson loop.
+# Its pieces are ordinary functions: `sampling_view` computes what the chart shows,
+# `sampling_figure` draws it, and `draw_sampling` (the callback) shows it. Here the numbers come
+# first, with ChatGLM3's settings (`T = 0.8`, top-p 0.8, and
+# the top-k 50 it inherits from Hugging Face, see section 9).
 
-# %%
-from glm3_teach.generate import next_token_probs
+# %% tags=["nbval-check-output"]
+from glm3_teach.generate import CHATGLM3_TEMPERATURE, CHATGLM3_TOP_P, next_token_probs
 
+CHATGLM3_SETTINGS = dict(temperature=CHATGLM3_TEMPERATURE, top_k=50, top_p=CHATGLM3_TOP_P, repetition_penalty=1.0)
 explorer_contexts = {}
-for name, ids in [("林阿姨泡了两杯", prompt_ids), ("有一天，", encode("有一天，")),
-                  ("loop 循环", loop_context)]:
+for text, ids in [("林阿姨泡了两杯", prompt_ids), ("有一天，", encode("有一天，")),
+                  ("…" + tok.decode(loop_context[0, -12:].tolist()), loop_context)]:
     with torch.no_grad():
-        explorer_contexts[name] = (model(ids).logits[0, -1].float().cpu(), ids.cpu())  # ([vocab], [1, seq])
+        explorer_contexts[text] = (model(ids).logits[0, -1].float().cpu(), ids.cpu())  # ([vocab], [1, seq])
 
 
-def draw_sampling(context="林阿姨泡了两杯", temperature=0.8, top_k=0, top_p=0.8, repetition_penalty=1.0):
-    """Draw the distribution `generate` samples from after ``context``; return how many tokens can be drawn."""
+def sampling_view(context, temperature, top_k, top_p, repetition_penalty, k=12):
+    """The ``k`` likeliest tokens before top-k/top-p cut, their probability before and after, and what is 'seen'."""
     logits, seen = explorer_contexts[context]
-    probs = next_token_probs(logits, seen, temperature=temperature, top_k=top_k or None, top_p=top_p,
+    before = next_token_probs(logits, seen, temperature=temperature, repetition_penalty=repetition_penalty)
+    after = next_token_probs(logits, seen, temperature=temperature, top_k=top_k or None, top_p=top_p,
                              repetition_penalty=repetition_penalty)
-    kept = int((probs > 0).sum())
-    fig, ax = plt.subplots(figsize=(8, 3))
-    plot_top(ax, probs, k=min(12, kept), title=f"T={temperature}, top_k={top_k or 'off'}, top_p={top_p}, "
-                                               f"penalty={repetition_penalty}: tokens that can be drawn: {kept}")
+    ids = torch.topk(before, k).indices.tolist()
+    return {"ids": ids, "before": before[ids], "after": after[ids], "kept": int((after > 0).sum()),
+            "seen": sorted(set(seen[0].tolist()))}
+
+
+def settings_text(temperature, top_k, top_p, repetition_penalty):
+    return f"T={temperature:.2f}, top-k={top_k or 'off'}, top-p={top_p:.2f}, penalty={repetition_penalty:.2f}"
+
+
+def sampling_figure(context="林阿姨泡了两杯", temperature=0.8, top_k=50, top_p=0.8, repetition_penalty=1.0):
+    """The chart of the distribution `generate` samples from after ``context``: ``(figure, sampling_view numbers)``.
+
+    Blue: tokens that can be drawn (their final probability). Grey: tokens cut by top-k or top-p,
+    drawn at the probability they had before the cut. An orange edge: a token the penalty counts as seen.
+    """
+    view = sampling_view(context, temperature, top_k, top_p, repetition_penalty)
+    kept = view["after"] > 0
+    heights = torch.where(kept, view["after"], view["before"]).numpy()
+    fig, ax = plt.subplots(figsize=(7.5, 2.6))
+    ax.bar(range(len(heights)), heights, color=["tab:blue" if k else "lightgrey" for k in kept.tolist()],
+           edgecolor=["tab:orange" if i in view["seen"] and repetition_penalty != 1 else "none" for i in view["ids"]],
+           linewidth=2)
+    ax.set_xticks(range(len(heights)), bar_labels(view["ids"]), rotation=60, fontsize=9)
     ax.set_ylim(0, 1)
+    ax.set_ylabel("概率 probability")
+    ax.set_title(f"{settings_text(temperature, top_k, top_p, repetition_penalty)}: {view['kept']} token(s) "
+                 f"can be drawn; grey = cut", fontsize=9)
+    fig.tight_layout()
+    return fig, view
+
+
+def draw_sampling(**settings):
+    """Show ``sampling_figure(**settings)`` (the explorer's callback); return its numbers."""
+    fig, view = sampling_figure(**settings)
     plt.show()
-    return kept
+    return view
 
 
-kept_with_defaults = draw_sampling()
-assert kept_with_defaults == 3
+def seen_text(context):
+    """The tokens the repetition penalty counts as seen after ``context``: each distinct token once."""
+    return "seen by the penalty: " + " ".join(repr(t) for t in bar_labels(sampling_view(context, 1, 0, 1, 1)["seen"]))
+
+
+default_view = sampling_view("林阿姨泡了两杯", **CHATGLM3_SETTINGS)
+cut_from_view = (default_view["after"] == 0) & (default_view["before"] > 0)
+print(settings_text(**CHATGLM3_SETTINGS), "| drawable:", default_view["kept"],
+      "| shown greyed (cut by top-p):", int(cut_from_view.sum()))
+print(seen_text("林阿姨泡了两杯"))
+assert default_view["kept"] == 3 and cut_from_view.sum() >= 2
 
 # %% [markdown]
 # With ChatGLM3's settings only three of the five teas can be drawn: `T = 0.8` sharpens the
-# distribution, and the nucleus of 0.8 is full after 红茶, 乌龙茶 and 茉莉花茶. In JupyterLab, move
-# the sliders and switch the context (this needs a live kernel; a saved copy of the notebook shows
-# only the picture above).
+# distribution, and the nucleus of 0.8 is full after 红茶, 乌龙茶 and 茉莉花茶; the other tokens of
+# the chart stay on it, grey, at the height they had before the cut. In JupyterLab the cell below
+# shows the controls with that chart under them: move the sliders or switch the context and it
+# follows; the button puts ChatGLM3's settings back. (A saved or exported copy of the notebook
+# shows the picture of the default view instead: the controls need a running kernel.)
+# The line under the controls names the tokens the repetition penalty counts as already seen:
+# every distinct token of the context, prompt included.
 
 # %% tags=["nbval-ignore-output"]
-import ipywidgets as widgets
+import base64
+import io
 
-explorer = widgets.interactive(
-    draw_sampling,
-    context=widgets.Dropdown(options=list(explorer_contexts), description="上下文"),
-    temperature=widgets.FloatSlider(value=0.8, min=0.1, max=2.0, step=0.1, description="温度 T"),
-    top_k=widgets.IntSlider(value=0, min=0, max=100, description="top-k (0=off)"),
-    top_p=widgets.FloatSlider(value=0.8, min=0.05, max=1.0, step=0.05, description="top-p"),
-    repetition_penalty=widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.1, description="penalty"),
-)
-explorer
+import ipywidgets as widgets
+from IPython.display import display
+
+wide = {"description_width": "9em"}
+controls = {
+    "context": widgets.Dropdown(options=list(explorer_contexts), description="上下文 context", style=wide,
+                                layout=widgets.Layout(width="24em")),
+    "temperature": widgets.FloatSlider(min=0.1, max=2.0, step=0.05, readout_format=".2f", description="温度 T",
+                                       style=wide),
+    "top_k": widgets.IntSlider(min=0, max=100, description="top-k (0 = off)", style=wide),
+    "top_p": widgets.FloatSlider(min=0.05, max=1.0, step=0.05, readout_format=".2f", description="top-p",
+                                 style=wide),
+    "repetition_penalty": widgets.FloatSlider(min=1.0, max=2.0, step=0.05, readout_format=".2f",
+                                              description="penalty", style=wide),
+}
+reset = widgets.Button(description="ChatGLM3's settings", icon="undo", tooltip="T 0.8, top-k 50, top-p 0.8, no penalty")
+seen_line = widgets.Label()
+live_chart = widgets.Output()
+
+
+def reset_to_chatglm3(_=None):
+    for name, value in CHATGLM3_SETTINGS.items():
+        controls[name].value = value
+
+
+def redraw(_=None):
+    values = {name: control.value for name, control in controls.items()}
+    seen_line.value = seen_text(values["context"])[:300]
+    with live_chart:
+        live_chart.clear_output(wait=True)
+        draw_sampling(**values)
+
+
+def png_of(fig):
+    """The figure as base64 PNG text (the static picture a saved notebook shows), then closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+static_fig, static_view = sampling_figure(**CHATGLM3_SETTINGS)   # ChatGLM3's settings
+assert static_view["kept"] == 3
+reset_to_chatglm3()
+for control in controls.values():
+    control.observe(redraw, names="value")
+reset.on_click(reset_to_chatglm3)
+redraw()
+explorer = widgets.VBox([widgets.HBox([controls["context"], reset]),
+                         widgets.HBox([controls["temperature"], controls["top_k"]]),
+                         widgets.HBox([controls["top_p"], controls["repetition_penalty"]]), seen_line, live_chart])
+# A running JupyterLab shows the live explorer; a saved or exported copy shows the picture of its default view.
+display({"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                      "model_id": explorer.model_id},
+         "image/png": png_of(static_fig),
+         "text/plain": "sampling explorer (ChatGLM3's settings; run the cell in JupyterLab to move the sliders)"},
+        raw=True)
 
 # %% [markdown]
 # ## 9. Sampling, reproducibly, and ChatGLM3's defaults
@@ -562,7 +658,8 @@ nucleus_sizes = (next_token_probs(position_logits, None, temperature=0.8, top_p=
 print(f"nucleus of top-p 0.8: median {nucleus_sizes.median().item()} tokens, largest {nucleus_sizes.max().item()}; "
       f"{(nucleus_sizes > 50).sum().item()} of {len(nucleus_sizes)} positions hold more than 50")
 assert (nucleus_sizes > 50).float().mean() < 0.05
-#
+
+# %% [markdown]
 # ## 10. Stop tokens and batches
 #
 # ChatGLM3's `chat()` stops when the model writes eos `</s>`, or starts a new turn with
@@ -783,15 +880,50 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# And end to end: 200 new tokens after a 16-token prompt.
+# ### Two designs for the cache
+# The cache above is a list of `(k, v)` tuples, and each step makes it longer with `torch.cat`:
+# a new tensor, into which the whole past is copied, in every layer, at every step. The model also
+# re-checks its inputs at every call (are the ids inside the vocabulary? on a GPU each such check
+# makes the host wait for the device). The second design, `glm3_teach.kv_cache.KVCache`,
+# allocates room for every position once, `[layers, 2, batch, groups, max_len, head_dim]`, and
+# each step writes only its own keys and values **in place**, at `[..., past : past + 1, :]`,
+# then reads the filled part as a slice (a view, nothing copied). Hugging Face calls the two
+# `DynamicCache` and `StaticCache`; ChatGLM3's own code concatenates.
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.kv_cache import KVCache
+
+grow = kv_prompt[:, :8]                                                     # [1, 8]
+kv = KVCache.for_config(config, batch=1, max_len=12, device=device)        # room for 12 positions
+with torch.no_grad():
+    in_place = model(grow, kv_cache=kv, use_cache=True)                    # writes positions 0..7
+    in_place = model(kv_prompt[:, 8:9], kv_cache=kv, use_cache=True)      # writes position 8
+    concat = model(kv_prompt[:, 8:9], kv_cache=model(grow, use_cache=True).kv_cache, use_cache=True)
+print(kv)
+print("layer 0 keys so far:", list(kv[0][0].shape), "| same logits as the tuple cache:",
+      torch.equal(in_place.logits, concat.logits))
+assert kv.length == 9 and torch.equal(in_place.logits, concat.logits)
+assert all(torch.equal(a, b) for (a, _), (b, _) in zip(kv, concat.kv_cache))
+
+# %% [markdown]
+# `generate` uses the preallocated cache for this model and checks its arguments once per call,
+# not once per token; `cache_impl="concat"` asks for the first design. Both give the same tokens.
+# Timed end to end, 200 new tokens after a 16-token prompt (measured on this run; the numbers
+# move with the machine and with whatever else runs on it):
 
 # %% tags=["nbval-ignore-output"]
 short_prompt = random_ids[:, :16]
-seconds = {cache: best_time(lambda: generate(model, short_prompt, 200, use_cache=cache), repeats=1)
-           for cache in (True, False)}
-print(f"with the cache {200 / seconds[True]:,.0f} tokens/s, without {200 / seconds[False]:,.0f} tokens/s: "
-      f"{seconds[False] / seconds[True]:.1f}x faster")
-assert seconds[False] > seconds[True]
+designs = {"no cache": dict(use_cache=False), "concat cache": dict(cache_impl="concat"),
+           "preallocated cache": dict(cache_impl="preallocated")}
+seconds, outputs = {}, {}
+for name, design in designs.items():
+    seconds[name] = best_time(lambda: outputs.update({name: generate(model, short_prompt, 200, **design)}),
+                              repeats=1)
+print(f"{'design':<20} {'tokens/s':>9} {'vs no cache':>12}")
+for name in designs:
+    print(f"{name:<20} {200 / seconds[name]:>9,.0f} {seconds['no cache'] / seconds[name]:>11.1f}x")
+assert all(torch.equal(out, outputs["no cache"]) for out in outputs.values())
+assert seconds["no cache"] > seconds["preallocated cache"]
 
 # %% [markdown]
 # The speed-up is real but far smaller than the count of positions the cache saves:
@@ -811,7 +943,7 @@ assert round(positions_without / positions_with) == 107
 # of the same depth (the same number of operations) but almost no weights, which pays only the
 # per-operation overhead (Python, dispatch, small allocations); and merely reading all this
 # model's weights from memory once. (CPU time of this process, so that other programs sharing the
-# machine do not distort the split.)
+# machine distort the split less; it still moves from run to run.)
 
 # %% tags=["nbval-ignore-output"]
 import dataclasses
@@ -842,25 +974,30 @@ with torch.no_grad():
 model = model.to(device)
 for name, value in split.items():
     print(f"{name:32} {value * 1e3:6.2f} ms of CPU time")
-overhead_share = split["same depth, almost no weights"] / split["this model, one cached step"]
-print(f"overhead share of a cached step: {overhead_share:.0%}")
-assert overhead_share > 0.25 and split["reading all weights once"] < split["same depth, almost no weights"]
+print(f"measured on this run: the weightless model costs "
+      f"{split['same depth, almost no weights'] / split['this model, one cached step']:.0%} of a real step, "
+      f"reading the weights {split['reading all weights once'] / split['this model, one cached step']:.0%}")
 
 # %% [markdown]
-# On a CPU the fixed price of this small model is largely per-operation overhead: the weightless
-# model of the same depth costs a large share of a real step, and reading the 20 MB of weights
-# costs less than that. On a GPU serving a large model it is the other way round: each step must
-# stream every weight from memory once, whatever the number of positions:
-# print(f"every decoding step reads all {weight_bytes / 1e6:.0f} MB of weights; ChatGLM3-6B in fp16 reads "
-#       f"{2 * count_parameters(glm6b) / 1e9:.1f} GB per token")
-# assert round(weight_bytes / 1e6) == 20 and round(2 * count_parameters(glm6b) / 1e9, 1) == 12.5
+# Read the three lines above as a split of one step. When the weightless model of the same depth
+# costs a large part of a real step, as it does on the CPUs this course was written on, the fixed
+# price of this small model is per-operation overhead, not arithmetic and not memory: that is the
+# part the preallocated cache and the once-per-call checks shrink. On a GPU serving a large model
+# it is the other way round: each step must stream every weight from memory once, whatever the
+# number of positions:
+
+# %% tags=["nbval-check-output"]
+weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+print(f"every decoding step reads all {weight_bytes / 1e6:.0f} MB of weights; ChatGLM3-6B in fp16 reads "
+      f"{2 * count_parameters(glm6b) / 1e9:.1f} GB per token")
+assert round(weight_bytes / 1e6) == 20 and round(2 * count_parameters(glm6b) / 1e9, 1) == 12.5
 
 # %% [markdown]
 # This is why decoding is **memory-bound**: a GPU serving ChatGLM3-6B spends each step streaming
 # 12.5 GB of weights to produce one token per conversation, which is why servers decode many
-# conversations together in one batch. `benchmarks/bench_generate.py` measures the cache's gain
-# on this model and on a larger one, at 64, 256 and 512 new tokens: the gap widens with the
-# length and with the model, as the count of positions predicts.
+# conversations together in one batch. `benchmarks/bench_generate.py` measures both cache designs
+# against no cache on this model and on a larger one, at 64, 256 and 512 new tokens: the gap
+# widens with the length and with the model, as the count of positions predicts.
 #
 # ## 12. 流式输出 Streaming
 #

@@ -208,7 +208,7 @@ for name, (pieces, mask) in conventions.items():
 #
 # ## 5. The data: generated, and split by template
 #
-# The course writes its own dialogues (`glm3_teach/dialogues.py`): every fact comes from
+# The course writes its own dialogues (`glm3_teach/dialogues/`): every fact comes from
 # `glm3_teach.stories.TEA_SHOP`, the same source as the story corpus, so stories and dialogues
 # never disagree. Each intent (price, hours, address, shipping, returns, brewing, "who are you",
 # out-of-domain refusals, translation, ...) has 15 question templates per language, composed with
@@ -402,15 +402,16 @@ assert score[("chat", "val", "all")]["fact_accuracy"] > score[("chat", "heldout"
 # are you" or "who are you"). A held-out template often leans on words no training template uses,
 # and a 5 M-parameter model then falls back on the answer it has seen most. Seen phrasings with new
 # values (`val`) do much better than held-out ones: what the model learned is partly the strings.
-# The full table (160 evenly spaced dialogues per split) is in the chat checkpoint's README; the
+# The full table (all 480 plain dialogues of each split) is in the chat checkpoint's README; the
 # command `python -m glm3_teach.evaluate --model data/checkpoints/base --model data/checkpoints/chat`
 # writes every reply with `--json`. The README also records what this checkpoint does *not* do yet:
-# it has seen the tool dialogues of lesson 09, but too few steps of them to make a tool call.
+# it trained on every tool dialogue of lesson 09, but it does not make correct tool calls (lesson 09
+# measures why).
 #
 # ### Forgetting
 #
 # Fine-tuning moves every weight; the story knowledge of lesson 06 can erode. The recipe mixes
-# 200 blocks of pretraining stories (11% of the trained tokens) into the SFT batches, trained on
+# 1,600 blocks of pretraining stories (44% of the trained tokens) into the SFT batches, trained on
 # every token, and the harness measures story bits per byte before and after. On this subsample and
 # on the 100 stories per language of the README:
 
@@ -418,19 +419,91 @@ assert score[("chat", "val", "all")]["fact_accuracy"] > score[("chat", "heldout"
 shipped = record["story_bits_per_byte"]["per_language"]
 story_share = record["story_blocks"] * (record["sft"]["story_block_size"] - 1) / record["train_targets"]
 print(f"{record['story_blocks']} story blocks = {story_share:.0%} of the trained tokens")
-assert record["story_blocks"] == 200 and 0.10 < story_share < 0.12
+assert record["story_blocks"] == 1600 and 0.40 < story_share < 0.48
 for lang in ("zh", "en"):
     b, c = score[("base", "stories (val)", lang)]["bits_per_byte"], score[("chat", "stories (val)", lang)]["bits_per_byte"]
     readme_rise = shipped[lang]["after"] / shipped[lang]["before"] - 1
     print(f"stories {lang}: base {b:.3f} -> chat {c:.3f} bits/byte ({c / b - 1:+.0%}); README, 100 stories: {readme_rise:+.0%}")
-    assert abs((c / b - 1) - readme_rise) < 0.15 and readme_rise > 0.10
+    assert abs((c / b - 1) - readme_rise) < 0.15 and readme_rise < 0.10
+
+# %% [markdown]
+# Within the +10% the course allows, but it took two remedies together. The first recipe (200
+# story blocks, 11% of the tokens, lr 1e-3, 150 steps) raised the stories' bits per byte by 30%
+# (zh) and 45% (en); 800 blocks at lr 5e-4 still by 10% and 13%; 1,600 blocks at lr 3e-4 by 2% and
+# 5%, at the price of a few points of held-out accuracy (the four runs are tabulated in
+# `configs/chat.toml`). The big models use the same remedies: pretraining text in the mix and a low
+# learning rate; or training far fewer weights (lesson 10's LoRA and P-Tuning keep the base
+# weights frozen).
+
+# %% [markdown]
+# ## 10. 对话模型看哪里 Where the chat model looks
+#
+# Lesson 03's attention viewer on the chat model, on a shop question in the chat format: the
+# system prompt the training dialogues use, then "乌龙茶多少钱？". The ids shown are the prompt *and*
+# the model's greedy answer, so every answer token is a query row too. The row of a token is the
+# position that *writes the next one*: hover the `\n` after `<|assistant|>` on the left to see what
+# the model reads when it writes the answer's first word, and the row before the price for the
+# number. Hover a token on the right to see who reads it (`乌龙茶` in the question, say). The model
+# menu also holds the base model, to compare on the same ids; run the cell for the live view.
+
+# %% tags=["nbval-ignore-output"]
+from glm3_teach import viz
+from glm3_teach.generate import generate, stop_token_ids
+
+shop_system = {"role": "system", "content": "你是清泉茶铺的助手，请简短地回答客人的问题。"}
+prompt_ids = tok.build_chat_input("乌龙茶多少钱？", history=[shop_system])
+stops = stop_token_ids(tok)
+generated = generate(chat_model, torch.tensor([prompt_ids]), 40, eos_token_ids=stops)[0, len(prompt_ids):].tolist()
+answer_ids = [i for i in generated if i not in stops]
+shop_ids = prompt_ids + answer_ids
+print("answer:", repr(tok.decode(answer_ids)))
+shop_view = viz.attention_view(chat_model, tok, shop_ids, name="chat", models={"base": (base, tok)})
+shop_view
+
+# %% [markdown]
+# The same attention as numbers: for the row that writes the answer's first token and the row that
+# writes the price's first digit, the weight (mean over the heads of each layer) on each part of
+# the prompt, and the strongest single head on the product name. `viz.compute_attentions` returns
+# the probabilities the view draws, `[layers, heads, q_len, k_len]`.
+
+# %%
+texts, is_special = viz.token_info(tok, shop_ids)
+system_at = texts.index("<|system|>")
+user_at = texts.index("<|user|>", system_at)
+assistant_at = len(prompt_ids) - 1
+product = tok.encode("乌龙茶")
+product_at = next(i for i in range(user_at, assistant_at) if shop_ids[i:i + len(product)] == product)
+groups = {                                                            # key positions of each part
+    "[gMASK] sop": [0, 1],
+    "system prompt": list(range(system_at, user_at)),
+    "乌龙茶": list(range(product_at, product_at + len(product))),
+    "rest of the question": [i for i in range(user_at, assistant_at + 1) if not product_at <= i < product_at + len(product)],
+    "answer so far": list(range(assistant_at + 1, len(shop_ids))),
+}
+first_answer = next(i for i in range(assistant_at + 1, len(shop_ids)) if texts[i].strip())
+first_digit = next((i for i in range(first_answer, len(shop_ids)) if any(c.isdigit() for c in texts[i])), None)
+writers = {first_answer - 1: f"the answer's first token 「{texts[first_answer]}」"}   # the row at t writes token t + 1
+if first_digit is not None:
+    writers.setdefault(first_digit - 1, f"the price's first digit 「{texts[first_digit]}」")
+attn, _ = viz.compute_attentions(chat_model, shop_ids)                    # [layers, heads, q, k]
+for row, what in writers.items():
+    print(f"the row of 「{viz.visible_label(texts[row])}」 (position {row}) writes {what}:")
+    for layer in range(attn.shape[0]):
+        weights = attn[layer, :, row]                                          # [heads, k]
+        shares = {name: weights[:, idx].sum(-1) for name, idx in groups.items()}  # [heads] per part
+        print(f"  layer {layer}: " + "  ".join(f"{name} {v.mean():.2f}" for name, v in shares.items())
+              + f"  | strongest head on 乌龙茶: {shares['乌龙茶'].max():.2f}")
+        torch.testing.assert_close(sum(shares.values()), torch.ones(attn.shape[1]), atol=1e-3, rtol=0)
+assert sorted(i for idx in groups.values() for i in idx) == list(range(len(shop_ids)))
+assert shop_view.payload["ids"] == shop_ids and shop_view.payload["q_len"] == len(shop_ids)
 
 
 # %% [markdown]
-# That is a real loss, well above the +10% the course aims for: 200 story blocks were too few
-# against 150 steps of shop dialogues at lr 1e-3. The remedies are the ones the big models use:
-# more pretraining text in the mix (at the price of more steps), a lower learning rate, or
-# training far fewer weights (lesson 10's LoRA and P-Tuning keep the base weights frozen).
+# Read the table with the view beside it: which part of the prompt does each layer read most
+# (the system prompt is the longest part), and is there a head that looks at `乌龙茶` in the
+# question when the answer names it, or at the name again (now in the answer) when the price
+# comes? A model that answered another product's price would show it here. Attention says where a
+# head looks, not why: the price itself is in the weights (the prompt holds no number).
 
 # %% [markdown]
 # ## Exercises

@@ -344,6 +344,48 @@ for name, tuned in shipped.items():
         print(f"{name:9s} {question} -> {chat(tuned, tok, question, do_sample=False, max_new_tokens=40)[0]!r}")
 
 # %% [markdown]
+# ### Where the trained prefix is read: the attention viewer
+# Section 4 drew the prefix columns of a *random* prefix. Lesson 03's viewer shows those of the
+# shipped one: `viz.attention_view(..., chat=True)` builds the chat prompt around the question, and
+# P-Tuning's 32 virtual tokens appear as the key columns `P0 .. P31` in front of `[gMASK] sop`. The
+# pattern table has one more column, `prefix`: the share of a head's attention that lands on them.
+# (The model menu also holds the base model, without a prefix, to compare; run the cell for the
+# live view.)
+
+# %% tags=["nbval-ignore-output"]
+from glm3_teach import viz
+
+pt_view = viz.attention_view(shipped["P-Tuning"], tok, "乌龙茶多少钱？", name="chat_ptuning", chat=True,
+                             models={"base": (fresh_base(), tok)})
+pt_view
+
+# %% [markdown]
+# The same number for every head, from the view's payload (`scores["prefix"]`, averaged over the
+# query rows). An even spread over the keys a row can see would put about 0.9 on the prefix here
+# (32 virtual tokens against at most 8 real ones):
+
+# %%
+payload = pt_view.payload
+n_prefix = payload["kinds"].count("prefix")
+prefix_share = torch.tensor(payload["scores"]["prefix"])                        # [layers, heads]
+even = (n_prefix / (n_prefix + torch.arange(1, payload["q_len"] + 1))).mean()   # an even spread, per row
+print(f"{n_prefix} prefix columns {payload['tokens'][0]} .. {payload['tokens'][n_prefix - 1]}, "
+      f"then {payload['tokens'][n_prefix:]}")
+for layer_index, row in enumerate(prefix_share):
+    print(f"layer {layer_index}: share on the prefix per head", "  ".join(f"{v:.2f}" for v in row))
+print(f"an even spread would give {even:.2f}")
+assert n_prefix == shipped["P-Tuning"].config.pre_seq_len == 32 and payload["k_len"] == payload["q_len"] + 32
+assert payload["q_len"] <= 8 and abs(even - 0.9) < 0.05
+assert prefix_share[:2].min() > 0.75 and prefix_share[2:].min() < 0.5
+
+# %% [markdown]
+# In layers 0 and 1 every head reads mostly the prefix: the learned keys and values steer what
+# the first layers pass on. In layers 2 and 3 some heads put less than half of their weight there
+# and read the question itself (click one in the table, then hover `多少钱`). The prefix is not a
+# prompt the model reads once: every layer reads its own 32 keys, and that is where P-Tuning's
+# change lives.
+
+# %% [markdown]
 # ## 7. The comparison
 # The same base model, data and number of steps for every method: the costs below are measured now
 # on this machine (a few steps each); the results come from the shipped runs' `training.json`
@@ -556,7 +598,9 @@ with torch.no_grad():
 #   plain `nn.Linear`; stored in Hugging Face peft's adapter format.
 # - **P-Tuning v2**: `pre_seq_len` learned keys and values per layer and KV group
 #   (1,835,008 for 128 tokens on ChatGLM3-6B), put in front of the KV cache, never rotated, seen by
-#   every query, real tokens still at positions 0, 1, 2, ...; only the prefix encoder trains.
+#   every query, real tokens still at positions 0, 1, 2, ...; only the prefix encoder trains. The
+#   attention viewer shows them as the columns `P0 .. P31`: the shipped prefix takes most of the
+#   attention in layers 0 and 1, less in some heads of layers 2 and 3.
 # - Both train through the same SFT loop and ship as small adapter files next to the base model.
 #
 # Next: **11 · 量化 Quantization**, which makes the frozen base model itself smaller.

@@ -221,6 +221,8 @@ def test_tool_metrics_count_what_the_model_did():
                        "argument_exact_match": 1 / 3, "false_call_rate": 1 / 2, "asks_without_calling": None,
                        "observation_in_answer": 1 / 3, "stopped": 0}
     assert [r["call_ok"] for r in results[:3]] == [True, False, False]
+    assert results[0]["meta"] == items[0]["meta"] and results[0]["reply"] == f"您的订单状态：{status}"
+    assert [step["kind"] for step in results[0]["steps"]] == ["call", "observation", "reply"]
     assert aggregate(results) == metrics
 
 

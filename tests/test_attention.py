@@ -212,3 +212,14 @@ def test_attention_impl_switch_picks_the_path_and_both_agree(impl):
     attn.config.attention_impl = "flash"
     with pytest.raises(ValueError, match="attention_impl must be one of"):
         attn(x, rope, is_causal=True)
+
+
+def test_fused_attention_reads_kv_groups_directly_with_the_same_numbers_as_repeat_kv():
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 4, 3, 16, generator=gen)
+    k, v = torch.randn(2, 2, 7, 16, generator=gen), torch.randn(2, 2, 7, 16, generator=gen)
+    mask = causal_mask(3, 7)
+    grouped = fused_attention(q, k, v, mask, enable_gqa=True)
+    assert torch.equal(grouped, fused_attention(q, repeat_kv(k, 2), repeat_kv(v, 2), mask))
+    with pytest.raises(ValueError, match="same heads"):
+        fused_attention(q, k, v, mask)                      # groups need enable_gqa (or repeat_kv first)

@@ -88,6 +88,34 @@ def test_exported_html_renders_offline_and_reacts_to_a_click(browser, tmp_path):
     print("screenshots in", tmp_path)
 
 
+def test_a_long_chat_prompt_renders_as_a_window_of_queries_and_spans_of_keys(browser, tmp_path):
+    import torch
+
+    from glm3_teach import load_tokenizer, viz
+    from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+
+    torch.manual_seed(0)
+    model = ChatGLMForCausalLM(ChatGLMConfig.course(num_layers=2, seq_length=1536)).eval()
+    tokenizer = load_tokenizer()
+    schema = {"name": "check_stock", "description": "查询商品的库存。", "parameters": {"type": "object", "properties": {
+        "product": {"type": "string"}}, "required": ["product"]}}
+    system = {"role": "system", "content": "Answer the following questions.", "tools": [schema] * 4}
+    ids = tokenizer.build_chat_input("乌龙茶还有货吗？", history=[system])
+    path = viz.save_attention_html(model, tokenizer, ids, tmp_path / "long.html", name="untrained")
+    page = browser.new_page(viewport=VIEWPORT)
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+    page.goto(path.as_uri())
+    page.wait_for_selector(".av-right .av-tok", timeout=15_000)
+    keys, queries = page.locator(".av-right .av-tok").count(), page.locator(".av-left .av-tok").count()
+    assert len(ids) > 500 and queries == 64 and keys < len(ids) / 3, (len(ids), keys, queries)
+    assert "the last 64 are the queries" in page.locator(".av-status").inner_text()
+    assert "weights summed" in page.locator(".av-right .av-span").first.get_attribute("title")
+    before = lines_png(page)
+    page.locator(".av-left .av-tok").last.click()          # <|assistant|>: what the answer's first token reads
+    assert lines_png(page) != before
+    page.screenshot(path=str(tmp_path / "long_prompt.png"))
+
+
 NOTEBOOK_CELLS = [
     ("from glm3_teach import viz\nfrom glm3_teach.viz.capture import load_choice, model_choices\n"
      "model, tokenizer = load_choice(model_choices().get('base'))"),
@@ -102,19 +130,19 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 serving ``tmp_path``: yields ``(base_url, token)``."""
     pytest.importorskip("jupyterlab", reason="pip install jupyterlab")
     pytest.importorskip("anywidget", reason="pip install anywidget")
-    import nbformat
-
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "viewer.ipynb")
     port, token = free_port(), uuid.uuid4().hex
-    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    settings = tmp_path / "settings" / "@jupyterlab"
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}')
+    (settings / "notebook-extension").mkdir()                     # every cell in the DOM (no virtual scrolling)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"),                    # its own notebook trust database
            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "lab.log").open("wb")
     server = subprocess.Popen(
@@ -134,7 +162,7 @@ def jupyterlab(tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("JupyterLab did not answer within 60 s")
-        yield f"{base}/lab/tree/viewer.ipynb?token={token}"
+        yield base, token
     finally:
         server.terminate()
         try:
@@ -142,6 +170,18 @@ def jupyterlab(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture
+def jupyterlab(lab, tmp_path):
+    """The URL of a fresh notebook that builds the viewer, in ``lab``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "viewer.ipynb")
+    base, token = lab
+    return f"{base}/lab/tree/viewer.ipynb?token={token}"
 
 
 def test_viewer_in_jupyterlab_redraws_when_a_token_is_clicked_and_the_head_changes(browser, jupyterlab, tmp_path):
@@ -176,3 +216,55 @@ def test_viewer_in_jupyterlab_redraws_when_a_token_is_clicked_and_the_head_chang
     page.screenshot(path=str(tmp_path / "lab_new_text_untrained.png"))
     assert not outside, outside
     print("screenshots in", tmp_path)
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+STORED_WITH_A_VIEWER = ["03_attention.ipynb", "10_peft.ipynb"]
+DEAD_WIDGET_TEXT = ("model not found", "Error displaying widget", "could not be displayed", "VBox(", "AttentionView:",
+                    "Loading widget")
+
+
+@pytest.mark.parametrize("name", STORED_WITH_A_VIEWER)
+def test_a_stored_lesson_reopened_without_running_shows_the_viewer_as_a_picture(browser, lab, tmp_path, name):
+    """The stored .ipynb as GitHub and a learner get it, opened in JupyterLab, no cell run.
+
+    It is opened *trusted* (signed, as JupyterLab signs a notebook the learner ran and saved):
+    untrusted, JupyterLab would skip the widget output type and show the PNG anyway.
+    """
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    shutil.copyfile(NOTEBOOKS / name, tmp_path / name)
+    NotebookNotary(data_dir=str(tmp_path / "data")).sign(nbformat.read(tmp_path / name, as_version=4))
+    base, token = lab
+    page = browser.new_page(viewport=VIEWPORT)
+    outside = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+               else (outside.append(route.request.url), route.abort()))
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.content", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=60_000)
+    index = page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+        const i = cells.findIndex(c => c.model.type === "code" && c.model.sharedModel.getSource().includes("viz.attention_view("));
+        if (i >= 0) cells[i].node.setAttribute("data-viewer-cell", "");
+        return i; }""")
+    assert index >= 0, f"{name} has no cell that calls viz.attention_view"
+    cell = page.locator("[data-viewer-cell]")
+    cell.scroll_into_view_if_needed()
+    try:                                    # a loaded picture, or the widget renderer's final word
+        page.wait_for_function("(c) => { const img = c.querySelector('.jp-OutputArea-output img');"
+                               " return (img && img.complete && img.naturalWidth > 0)"
+                               " || /model not found|could not be displayed/.test(c.innerText); }",
+                               arg=cell.element_handle(), timeout=45_000)
+    except playwright_api.TimeoutError:
+        pass                                # the assertions below say what was shown instead
+    cell.screenshot(path=str(tmp_path / f"stored_{name}.png"))
+    shown = cell.locator(".jp-OutputArea").inner_text()
+    assert not [t for t in DEAD_WIDGET_TEXT if t in shown], f"{name} shows {shown!r} in place of the viewer's picture"
+    sizes = cell.locator(".jp-OutputArea-output img").evaluate_all("(imgs) => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes and sizes[0][0] > 200 and sizes[0][1] > 100, sizes
+    assert "model not found" not in page.locator(".jp-Notebook").inner_text()
+    assert not outside, outside
+    print("screenshot in", tmp_path)

@@ -245,3 +245,45 @@ def test_a_saved_checkpoint_is_readable_by_others(tmp_path):
     target = save_pretrained(ChatGLMForCausalLM(config), tmp_path / "ckpt")
     assert target.stat().st_mode & 0o777 == 0o755
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in target.iterdir())
+
+
+def named_loader(message: str):
+    """The ``glm3_teach.peft`` function an error message tells the reader to call (it must exist)."""
+    import re
+
+    from glm3_teach import peft
+
+    names = re.findall(r"glm3_teach\.peft\.(\w+)\(", message)
+    assert names, message
+    return [getattr(peft, name) for name in names]
+
+
+def test_an_adapter_folder_is_named_with_the_function_that_loads_it(tmp_path):
+    from glm3_teach.peft import apply_lora, apply_ptuning, load_adapter, load_lora, load_ptuning, save_lora, save_ptuning
+
+    base = tiny_model(1)
+    save_pretrained(base, tmp_path / "base")
+    lora = tiny_model(1)
+    apply_lora(lora, r=2, alpha=4)
+    save_lora(lora, tmp_path / "lora", base_model_name_or_path=str(tmp_path / "base"))
+    with pytest.raises(checkpoint.AdapterFolderError, match="is a LoRA adapter .*, not a whole model") as caught:
+        load_pretrained(tmp_path / "lora")
+    assert named_loader(str(caught.value)) == [load_lora, load_adapter] and repr(str(tmp_path / "base")) in str(caught.value)
+    prefix = tiny_model(1)
+    apply_ptuning(prefix, pre_seq_len=3)
+    save_ptuning(prefix, tmp_path / "prefix")
+    with pytest.raises(checkpoint.AdapterFolderError, match="is a P-Tuning v2 adapter .*, not a whole model") as caught:
+        load_pretrained(tmp_path / "prefix")
+    assert named_loader(str(caught.value)) == [load_ptuning, load_adapter] and "trained on" in str(caught.value)
+    # ChatGLM3's own P-Tuning scripts write the prefix alone into a pytorch_model.bin
+    (tmp_path / "prefix" / "model.safetensors").unlink()
+    torch.save({k: v for k, v in prefix.state_dict().items() if k.startswith("transformer.prefix_encoder.")},
+               tmp_path / "prefix" / "pytorch_model.bin")
+    assert checkpoint.adapter_kind(tmp_path / "prefix") == "ptuning"
+    with pytest.raises(checkpoint.AdapterFolderError, match="P-Tuning v2 adapter"):
+        load_pretrained(tmp_path / "prefix")
+    # a whole model with a prefix, and a plain one, are checkpoints, not adapters
+    save_pretrained(prefix, tmp_path / "whole_with_prefix")
+    assert checkpoint.adapter_kind(tmp_path / "whole_with_prefix") is None
+    assert load_pretrained(tmp_path / "whole_with_prefix").config.pre_seq_len == 3
+    assert checkpoint.adapter_kind(tmp_path / "base") is None and checkpoint.adapter_kind(tmp_path) is None

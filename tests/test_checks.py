@@ -122,3 +122,99 @@ def test_a_module_argument_is_compared_by_its_weights_not_its_identity():
     assert check("run", run, run, [(layer, inputs)])
     damaged = check("run", run_and_damage, run, [(layer, inputs)])
     assert not damaged and "changed its input in place" in damaged.message and "weight" in damaged.message
+
+
+def test_a_single_passing_case_is_announced_in_the_singular(capsys):
+    assert check("merge", merge_reference, merge_reference, CASES[:1])
+    assert "the 1 case matches the reference." in capsys.readouterr().out
+
+
+def test_a_float_mask_where_a_bool_mask_is_expected_fails_and_says_sdpa_adds_it(capsys):
+    def causal(n):
+        return torch.ones(n, n, dtype=torch.bool).tril()
+
+    def float_causal(n):
+        return torch.ones(n, n).tril()                   # the right values, the wrong meaning
+
+    result = check("causal_mask", float_causal, causal, [(3,)])
+    out = capsys.readouterr().out
+    assert not result
+    assert "expected dtype bool, got float32" in out and "*adds*" in out and "scaled_dot_product_attention" in out
+    assert not check("causal_mask", lambda n: causal(n).long(), causal, [(3,)])
+    assert "expected dtype bool, got int64" in capsys.readouterr().out
+
+
+def test_a_different_float_precision_is_a_failure_that_names_both_dtypes():
+    x = torch.tensor([1.0, 2.0])
+    assert "expected dtype float32, got float64" in explain_difference(x, x.double())
+    assert "expected dtype bfloat16, got float32" in explain_difference(x.bfloat16(), x)
+
+
+def test_a_large_tensor_is_described_by_shape_and_dtype_with_the_first_differences(capsys):
+    expected = torch.arange(1000.0).reshape(10, 100)
+    got = expected.clone()
+    got[3, 7] += 1
+    got[9, 99] = -1
+    result = check("copy", lambda t: got, lambda t: expected, [Case(args=(expected,), label="a 10 x 100 ramp")])
+    out = capsys.readouterr().out
+    assert not result and len(out) < 600
+    assert "case 1 of 1 (a 10 x 100 ramp)" in out
+    assert "tensor [10, 100] float32" in out
+    assert "2 of 1000 values differ" in out
+    assert "first at index [3, 7]: expected 307.0, got 308.0" in out and "then [9, 99]: expected 999.0, got -1.0" in out
+
+
+def test_bools_print_as_bools():
+    message = explain_difference(torch.tensor([True, False, True]), torch.tensor([True, True, True]))
+    assert "expected False, got True" in message
+    assert "1.0" not in message
+    assert explain_difference(True, 1) == "expected True (a bool), got int 1: return True or False"
+
+
+def test_an_exception_names_the_line_of_the_learner_code_that_raised_it(capsys):
+    def crashes(ids, pair, new_id):
+        first = ids[0]
+        return ids[first + 10]                           # an index past the end
+
+    check("merge", crashes, merge_reference, CASES)
+    out = capsys.readouterr().out
+    assert "raised IndexError: list index out of range" in out
+    assert "where:    line" in out and "of crashes: return ids[first + 10]" in out
+
+
+def test_an_exception_inside_a_library_call_points_at_the_learner_line_that_made_it():
+    def wrong_shapes(x):
+        return x @ torch.ones(4, 2)                      # [3, 5] @ [4, 2] cannot multiply
+
+    result = check("matmul", wrong_shapes, lambda x: x @ torch.ones(5, 2), [(torch.ones(3, 5),)])
+    assert not result and "of wrong_shapes: return x @ torch.ones(4, 2)" in result.message
+
+
+def test_a_zero_dim_tensor_where_a_number_is_expected_suggests_item():
+    message = explain_difference(2.5, torch.tensor(2.5))
+    assert "expected a Python float (2.5), got tensor(2.5) float32: call `.item()`" in message
+    assert explain_difference(2.5, torch.tensor(2.5).item()) is None
+
+
+def test_the_hint_is_shown_only_after_a_failure(capsys):
+    hint = "skip the second id of a merged pair"
+    assert check("merge", merge_reference, merge_reference, CASES, hint=hint)
+
+    def stub(ids, pair, new_id):
+        raise NotImplementedError
+
+    assert not check("merge", stub, merge_reference, CASES, hint=hint)
+    assert hint not in capsys.readouterr().out
+    assert not check("merge", lambda ids, pair, new_id: ids, merge_reference, CASES, hint=hint)
+    assert hint in capsys.readouterr().out
+
+
+def test_a_problem_that_only_repeats_expected_and_got_is_not_printed_twice(capsys):
+    assert not check("count", lambda text: len(text), lambda text: 5, ["abcdefg"])
+    out = capsys.readouterr().out
+    assert "expected: 5" in out and "got:      7" in out and "problem" not in out
+
+
+def test_a_long_list_of_ids_is_shortened_with_its_length():
+    message = check("ids", lambda ids: ids[:-1], lambda ids: ids, [(list(range(100)),)]).message
+    assert "input:    [0, 1, 2, 3, 4, 5, 6, 7, ... (100 ints)]" in message and "expected 100 items, got 99" in message

@@ -104,6 +104,25 @@ def test_a_changed_price_in_tea_shop_changes_the_data(monkeypatch):
     assert "8 p.m." in last_reply(hours) and hours["meta"]["expect"][1] == "8 p.m."
 
 
+def test_price_answers_are_sentences_of_the_story_corpus():
+    """The two generators share the world's words: each plain price answer is a sentence the committed corpus tells."""
+    corpus = {lang: (REPO_ROOT / "data" / "corpus" / f"train.{lang}.txt").read_text(encoding="utf-8") for lang in LANGS}
+    for p in stories.TEA_SHOP.products:
+        for lang in LANGS:
+            answer, expect = dialogues.price_answer(p, lang)
+            assert answer in corpus[lang] and expect == [f"{PRICES[p.key]}元" if lang == "zh" else f"{PRICES[p.key]} yuan"]
+
+
+def test_each_module_names_its_lesson():
+    import ast
+
+    files = sorted((REPO_ROOT / "glm3_teach" / "dialogues").glob("*.py"))
+    assert len(files) >= 8
+    for path in files:  # read, never imported: importing __main__ would write the data set
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        assert re.search(r"[Ll]essons? (08|09)", docstring), f"dialogues/{path.name} names no lesson"
+
+
 def test_recommendations_follow_tea_wishes(data):
     names = {p.key: (p.zh, p.en) for p in stories.TEA_SHOP.products}
     wish_of = {"不苦": "jasmine", "牛奶": "black_tea", "清淡": "green_tea", "很香": "oolong", "浓": "puerh",

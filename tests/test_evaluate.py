@@ -178,3 +178,111 @@ def test_the_table_goes_into_a_checkpoints_record_and_readme(tmp_path):
     assert "| x |" in readme and "python -m glm3_teach.evaluate --model x" in readme and "+5.0%" in readme
     assert "zh: base -> this model | 1.0000 -> 1.1000 (+10.0%)" in readme and "| 你好 | 您好！ |" in readme
     assert json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))["rows"] == [{"minutes": 1.5}]
+
+
+def write_sft_folder(folder, items):
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "val", "heldout"):
+        (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in items) + "\n",
+                                               encoding="utf-8")
+    return folder
+
+
+def first_tool_item():
+    from glm3_teach.paths import data_dir
+
+    with open(data_dir() / "sft" / "val.jsonl", encoding="utf-8") as lines:
+        return next(json.loads(line) for line in lines if '"expect_tool"' in line)
+
+
+def test_every_tool_items_agent_run_is_kept_with_its_calls_and_observations(tok, tmp_path, monkeypatch):
+    from glm3_teach.tools import format_tool_call
+
+    tool_item = first_tool_item()
+    order_id = tool_item["meta"]["expect_tool"]["parameters"]["order_id"]
+    data = write_sft_folder(tmp_path, [item("乌龙茶多少钱？", "乌龙茶58元。", expect=["58元"]),
+                                       item("Oolong?", "58 yuan", "en"), tool_item])
+    monkeypatch.setattr(ev, "story_bits_per_byte", lambda model, tokenizer, lang, max_documents: 1.5)
+    call = tok.build_single_message("assistant", "check_order", format_tool_call({"order_id": order_id}))[1:]
+    model = ScriptedModel(call + [OBSERVATION], 267, seq_length=8192)   # calls check_order in every generation
+    keep = []
+    rows = ev.evaluate(model, tok, "caller", data=data, progress=False, keep=keep, max_new_tokens=64)
+    tool_rows = [r for r in rows if r["split"].endswith("tools")]
+    assert [r["split"] for r in tool_rows] == ["val tools", "heldout tools"] and tool_rows[0]["tool_name_accuracy"] == 1.0
+    tools = [r for r in keep if r["kind"] == "tool"]
+    assert [r["split"] for r in tools] == ["val tools", "heldout tools"] and len(keep) == 6
+    record = tools[0]
+    assert record["model"] == "caller" and record["meta"] == tool_item["meta"]
+    assert record["query"] == tool_item["conversations"][0]["content"] and record["call_ok"] and record["name_ok"]
+    assert [s["kind"] for s in record["steps"]] == ["call", "observation", "call"]    # then it repeats itself
+    assert record["steps"][1]["content"]["order_id"] == order_id and record["stopped"] == "repeated_call"
+    assert record["reply"].startswith("[agent stopped")
+    assert {r["kind"] for r in keep if r["split"] in ("val", "heldout")} == {"reply"}
+    json.dumps(keep, ensure_ascii=False)                                 # what --json writes
+
+
+def tiny_checkpoint(folder, tok, seed=0):
+    from glm3_teach.checkpoint import save_pretrained
+    from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+
+    torch.manual_seed(seed)
+    config = ChatGLMConfig(num_layers=1, hidden_size=32, ffn_hidden_size=40, kv_channels=8, num_attention_heads=4,
+                           multi_query_group_num=2, padded_vocab_size=267, seq_length=96)
+    model = ChatGLMForCausalLM(config).eval()
+    save_pretrained(model, folder, tokenizer=tok)
+    return model
+
+
+def run_cli(argv, capsys):
+    try:
+        code = ev.main(argv)
+    except SystemExit as stopped:
+        code = stopped.code
+    return code, capsys.readouterr()
+
+
+def test_the_cli_evaluates_an_adapter_folder_on_the_base_it_records_or_on_base(tok, tmp_path, monkeypatch, capsys):
+    from glm3_teach import peft
+    from glm3_teach.checkpoint import load_pretrained
+
+    monkeypatch.setattr(ev, "story_bits_per_byte", lambda model, tokenizer, lang, max_documents: 1.5)
+    data = write_sft_folder(tmp_path / "sft", [item("乌龙茶多少钱？", "乌龙茶58元。"), item("Oolong?", "58 yuan", "en")])
+    base = tiny_checkpoint(tmp_path / "base", tok)
+    lora = load_pretrained(tmp_path / "base")
+    peft.apply_lora(lora, r=4, alpha=64, dropout=0.0)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 1.0)
+    peft.save_lora(lora, tmp_path / "lora", base_model_name_or_path=str(tmp_path / "base"))   # no tokenizer saved
+    prefix = load_pretrained(tmp_path / "base")
+    peft.apply_ptuning(prefix, pre_seq_len=2)
+    with torch.no_grad():
+        prefix.transformer.prefix_encoder.embedding.weight.normal_(0, 3.0)
+    peft.save_ptuning(prefix, tmp_path / "prefix", tokenizer=tok)                              # records no base
+    common = ["--data", str(data), "--no-tools", "--max-new-tokens", "6", "--json"]
+
+    def cli(*models, extra=()):
+        argv = [a for m in models for a in ("--model", str(m))] + list(extra) + common + [str(tmp_path / "out.json")]
+        code, out = run_cli(argv, capsys)
+        assert code == 0, out.err
+        return json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+
+    def in_process(model, name):
+        keep = []
+        rows = ev.evaluate(model, tok, name, data, max_new_tokens=6, tools=False, progress=False, keep=keep)
+        return [{k: v for k, v in r.items() if k != "minutes"} for r in rows], keep
+
+    def without_minutes(result):
+        return [{k: v for k, v in r.items() if k != "minutes"} for r in result["rows"]], result["replies"]
+
+    merged = peft.merge_lora(lora.eval())
+    assert without_minutes(cli(tmp_path / "lora")) == in_process(merged, "lora")
+    assert in_process(merged, "lora")[1] != in_process(base, "base")[1]     # the adapter changes the replies
+    assert without_minutes(cli(tmp_path / "prefix", extra=["--base", str(tmp_path / "base")])) == \
+        in_process(prefix.eval(), "prefix")
+    code, out = run_cli(["--model", str(tmp_path / "prefix")] + common + [str(tmp_path / "x.json")], capsys)
+    assert code == 2 and "does not record its base model" in out.err and "--base FOLDER" in out.err
+    assert not (tmp_path / "x.json").exists()
+    code, out = run_cli(["--model", str(tmp_path / "lora"), "--base", str(tmp_path / "nowhere")] + common + ["y"], capsys)
+    assert code == 2 and "is not a folder" in out.err

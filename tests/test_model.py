@@ -386,3 +386,10 @@ def test_the_course_config_is_the_recipes_and_the_shipped_checkpoints():
     shipped = ChatGLMConfig.from_json(REPO_ROOT / "data" / "checkpoints" / "base" / "config.json")
     assert dataclasses.replace(shipped, torch_dtype=None) == dataclasses.replace(course, torch_dtype=None)
     assert (course.eos_token_id, course.pad_token_id) == (4094, 4095)  # the course tokenizer's </s> and <pad>
+
+
+def test_the_rotary_embedding_prints_what_it_holds():
+    model = ChatGLMForCausalLM(ChatGLMConfig.course(num_layers=1, rope_ratio=2.0))
+    text = repr(model.transformer.rotary_pos_emb)
+    assert text == ("RotaryEmbedding(rotary_dim=32 (first dims of each head), rope_ratio=2, base=10000 "
+                    "(x rope_ratio = 20000), inv_freq=[16] float32)")

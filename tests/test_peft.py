@@ -460,3 +460,148 @@ def test_the_sft_hook_applies_each_method_and_exports_only_the_adapter(tmp_path)
     assert sorted(p.name for p in (tmp_path / "lora").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert load_file(str(tmp_path / "prefix" / "model.safetensors"))[
         "transformer.prefix_encoder.embedding.weight"].dtype == torch.bfloat16
+
+
+# --- crash-safe adapter folders and loading an adapter with its base ----------------------------------
+
+def lora_tensors(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def saved_lora(seed: int, r: int = 2):
+    model = tiny_model(seed=30)
+    apply_lora(model, r=r, alpha=4)
+    randomize_lora(model, seed=seed)
+    return model
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("save", ["lora", "ptuning"])
+def test_an_adapter_save_refuses_a_users_folder_and_a_whole_model_and_writes_nothing(tmp_path, save):
+    write = (lambda path: save_lora(saved_lora(1), path)) if save == "lora" else \
+        (lambda path: save_ptuning(tiny_model(seed=31, pre_seq_len=3), path))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("...")
+    (mine / "config.json").write_text('{"theme": "dark"}')
+    with pytest.raises(FileExistsError, match="is not a LoRA or P-Tuning adapter folder"):
+        write(mine)
+    assert listing(mine) == ["config.json", "thesis.tex"] and listing(tmp_path) == ["mine"]
+    whole = tiny_model(seed=32)
+    save_pretrained(whole, tmp_path / "whole")
+    with pytest.raises(FileExistsError, match="is not a LoRA or P-Tuning adapter folder"):
+        write(tmp_path / "whole")
+    assert listing(tmp_path / "whole") == ["config.json", "model.safetensors"] and listing(tmp_path) == ["mine", "whole"]
+    torch.testing.assert_close(load_pretrained(tmp_path / "whole").state_dict(), whole.state_dict())
+
+
+def test_an_interrupted_adapter_save_leaves_the_old_adapter_loadable(tmp_path, monkeypatch):
+    import glm3_teach.peft as peft_module
+
+    old, new = saved_lora(1), saved_lora(2)
+    save_lora(old, tmp_path / "adapter")
+    (tmp_path / "adapter" / "README.md").write_text("my notes")
+    real_save_file = peft_module.save_file
+
+    def half_written(tensors, filename, metadata=None):
+        real_save_file(dict(list(tensors.items())[:1]), filename, metadata=metadata)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(peft_module, "save_file", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        save_lora(new, tmp_path / "adapter")
+    with pytest.raises(OSError, match="No space left"):
+        save_ptuning(tiny_model(seed=33, pre_seq_len=3), tmp_path / "adapter")
+    assert listing(tmp_path) == ["adapter"]          # no staging folder left behind
+    assert listing(tmp_path / "adapter") == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    torch.testing.assert_close(lora_tensors(load_lora(tiny_model(seed=30), tmp_path / "adapter")), lora_tensors(old))
+    assert lora_tensors(old).keys() == lora_tensors(new).keys() and not all(
+        torch.equal(lora_tensors(old)[k], lora_tensors(new)[k]) for k in lora_tensors(old))
+
+
+def test_saving_over_an_adapter_replaces_it_keeps_notes_and_drops_the_other_formats_files(tmp_path):
+    save_lora(saved_lora(1), tmp_path / "adapter")
+    (tmp_path / "adapter" / "README.md").write_text("my notes")
+    newer = saved_lora(2)
+    save_lora(newer, tmp_path / "adapter")
+    torch.testing.assert_close(lora_tensors(load_lora(tiny_model(seed=30), tmp_path / "adapter")), lora_tensors(newer))
+    prefix = tiny_model(seed=34, pre_seq_len=3)
+    save_ptuning(prefix, tmp_path / "adapter")       # LoRA -> P-Tuning: no stale adapter_config.json is kept
+    assert listing(tmp_path / "adapter") == ["README.md", "config.json", "model.safetensors"]
+    assert listing(tmp_path) == ["adapter"]
+    again = load_ptuning(tiny_model(seed=34), tmp_path / "adapter")
+    torch.testing.assert_close(again.transformer.prefix_encoder.state_dict(), prefix.transformer.prefix_encoder.state_dict())
+
+
+KILL_CHILD = """
+import sys
+from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+from glm3_teach.peft import load_lora, save_lora
+model = load_lora(ChatGLMForCausalLM(ChatGLMConfig.from_json(sys.argv[1])), sys.argv[2])
+save_lora(model, sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("kill_at, survivor", [(1, "old"), (2, "new"), (3, "new")])
+def test_a_save_killed_at_any_rename_leaves_a_complete_adapter_under_its_name(tmp_path, kill_at, survivor):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from glm3_teach.checkpoint import KILL_ENV_VAR
+
+    adapters = {"old": saved_lora(1), "new": saved_lora(2)}
+    save_lora(adapters["old"], tmp_path / "adapter")
+    save_lora(adapters["new"], tmp_path / "source")
+    tiny_config().to_json(tmp_path / "config.json")
+    env = {**os.environ, KILL_ENV_VAR: str(kill_at), "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", KILL_CHILD, str(tmp_path / "config.json"), str(tmp_path / "source"),
+                            str(tmp_path / "adapter")], env=env, timeout=300, capture_output=True)
+    assert child.returncode == (-signal.SIGKILL if hasattr(signal, "SIGKILL") else 1), child.stderr.decode()[-500:]
+    loaded = load_lora(tiny_model(seed=30), tmp_path / "adapter")   # every load finishes a swap left halfway
+    torch.testing.assert_close(lora_tensors(loaded), lora_tensors(adapters[survivor]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "config.json", "source"]
+
+
+def test_load_adapter_finds_the_recorded_base_and_the_trained_context(tmp_path, monkeypatch):
+    from glm3_teach.peft import load_adapter
+
+    base = tiny_model(seed=30)
+    save_pretrained(base, tmp_path / "base")
+    lora = saved_lora(3).eval()
+    save_lora(lora, tmp_path / "lora", base_model_name_or_path="base")   # relative: read from the current folder
+    ids = torch.randint(0, VOCAB, (2, 6))
+    monkeypatch.chdir(tmp_path)
+    for merge in (False, True):
+        loaded = load_adapter(tmp_path / "lora", merge=merge)
+        torch.testing.assert_close(loaded(ids).logits, lora(ids).logits)
+        assert bool(peft_lora_modules(loaded)) is not merge and not loaded.training
+    prefix = load_pretrained(tmp_path / "base")
+    apply_ptuning(prefix, pre_seq_len=3)
+    prefix.config.seq_length = 40                     # fine-tuned with a longer context than the base's 24
+    save_ptuning(prefix.eval(), tmp_path / "prefix")
+    (tmp_path / "prefix" / "training.json").write_text(json.dumps({"sft": {"init_from": "base"}}))
+    loaded = load_adapter(tmp_path / "prefix")
+    assert loaded.config.seq_length == 40 and loaded.config.pre_seq_len == 3
+    torch.testing.assert_close(loaded(ids).logits, prefix(ids).logits)
+    save_lora(lora, tmp_path / "unnamed")
+    with pytest.raises(ValueError, match="does not record its base model"):
+        load_adapter(tmp_path / "unnamed")
+    assert load_adapter(tmp_path / "unnamed", base=tmp_path / "base").config.seq_length == 24
+    (tmp_path / "unnamed" / "training.json").write_text(json.dumps({"sft": {"init_from": "gone"},
+                                                                     "model_config": {"seq_length": 32}}))
+    with pytest.raises(FileNotFoundError, match="records the base model 'gone', which does not exist"):
+        load_adapter(tmp_path / "unnamed")
+    assert load_adapter(tmp_path / "unnamed", base="base").config.seq_length == 32
+    with pytest.raises(ValueError, match="is not a LoRA or P-Tuning adapter folder"):
+        load_adapter(tmp_path / "base")
+
+
+def peft_lora_modules(model):
+    from glm3_teach.peft import lora_modules
+
+    return lora_modules(model)

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import glm3_teach.checkpoint as checkpoint
@@ -24,6 +26,7 @@ from glm3_teach.device import pick_device, seed_everything
 from glm3_teach.generate import generate, stream_generate
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
 from glm3_teach.tokenizer import BPETokenizer, load_tokenizer
+from glm3_teach.tokenizer_reference import encode_by_rescanning, encode_chunk_by_rescanning
 from glm3_teach.train import (STATE_FILE, TrainConfig, TrainData, build_model, is_training_checkpoint, main,
                               save_training_state, train)
 
@@ -466,19 +469,6 @@ def test_the_stories_cli_reports_a_bad_output_folder_in_one_line(tmp_path, capsy
 
 # --- speed as a failure mode: BPE encoding is near-linear in the length of one pre-token --------------
 
-def encode_chunk_by_rescanning(tokenizer: BPETokenizer, data: bytes) -> list[int]:
-    """The reference: rescan for the lowest-ranked pair, merge all its occurrences, repeat (quadratic)."""
-    from glm3_teach.tokenizer import merge
-
-    ids = list(data)
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: tokenizer.ranks.get(p, sys.maxsize))
-        if pair not in tokenizer.ranks:
-            break
-        ids = merge(ids, pair, tokenizer.ranks[pair])
-    return ids
-
-
 def long_han_run(chars: int) -> str:
     """Han characters of the course corpus with everything else removed: one pre-token."""
     import re
@@ -496,8 +486,35 @@ def test_the_heap_encoder_gives_the_rescanning_encoders_ids_on_the_course_corpus
     tokenizer = load_tokenizer()
     chunks = set(pretokenize(load_corpus("val")))
     chunks |= {long_han_run(400), "的的的的的的的", "aaaaaaaa", " " * 17, "1234567890"}
-    differ = [c for c in chunks if tokenizer._encode_chunk(c.encode()) != encode_chunk_by_rescanning(tokenizer, c.encode())]
+    differ = [c for c in chunks
+              if tokenizer._encode_chunk(c.encode()) != encode_chunk_by_rescanning(tokenizer.ranks, c.encode())]
     assert len(chunks) > 1000 and differ == []
+
+
+def test_the_rescanning_reference_follows_the_merge_order_by_hand():
+    # "aaabdaaabac": aa -> 256 everywhere, then ab -> 257, then (256, 257) -> 258
+    ranks = {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    assert encode_chunk_by_rescanning(ranks, b"aaabdaaabac") == [258, 100, 258, 97, 99]
+    assert encode_chunk_by_rescanning(ranks, b"aaaa") == [256, 256] and encode_chunk_by_rescanning({}, b"ab") == [97, 98]
+    # the earliest merge wins even where a later one comes first in the text
+    assert encode_chunk_by_rescanning({(98, 99): 256, (97, 98): 257}, b"abc") == [97, 256]
+
+
+# Few letters, so random strings repeat pairs and train deep merges (runs such as "aaaa" included).
+LETTERS = "ab 的茶,1"
+
+
+@given(corpus=st.text(LETTERS, min_size=20, max_size=200), texts=st.lists(st.text(LETTERS, max_size=60), max_size=4),
+       num_merges=st.integers(1, 40))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_heap_encoder_equals_the_rescanning_reference_on_random_merges_and_text(corpus, texts, num_merges):
+    from glm3_teach.tokenizer import train_merges
+
+    tokenizer = BPETokenizer(train_merges(corpus, num_merges))
+    for text in [corpus, *texts]:
+        # one chunk of any bytes (merges across the split, half characters), and whole texts
+        assert tokenizer._encode_chunk(text.encode()) == encode_chunk_by_rescanning(tokenizer.ranks, text.encode())
+        assert tokenizer.encode_ordinary(text) == encode_by_rescanning(tokenizer.ranks, text)
 
 
 class CountingRanks(dict):

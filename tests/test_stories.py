@@ -62,7 +62,7 @@ def corpus() -> dict[str, list[str]]:
 def test_the_course_seed_reproduces_the_committed_file_byte_for_byte(regenerated, name):
     out, _ = regenerated
     assert (out / name).read_bytes() == (COMMITTED / name).read_bytes(), (
-        f"data/corpus/{name} is not what the generator writes; if the change to glm3_teach/stories.py is meant, "
+        f"data/corpus/{name} is not what the generator writes; if the change to glm3_teach/stories/ is meant, "
         f"bump GENERATOR_VERSION, run `python -m glm3_teach.stories` and commit the new files")
 
 
@@ -220,6 +220,33 @@ def test_counting_uses_measure_words_and_plurals():
 def test_clock_times(hour, minute, chinese, spoken, digits):
     assert zh_clock(hour, minute) == chinese
     assert en_clock(hour, minute) == spoken and en_clock(hour, minute, spoken=False) == digits
+
+
+def test_the_helpers_the_dialogue_generator_shares():
+    """Units, counted words, hours in digits and the plainest price sentence (lesson 08 writes its answers with them)."""
+    oolong, teapot = TEA_SHOP.product("oolong"), TEA_SHOP.product("teapot")
+    assert [stories.en_unit(oolong), stories.en_unit(oolong, 3), stories.en_unit(teapot, 2)] == ["tin", "tins", "teapots"]
+    assert [stories.en_things(oolong, 2), stories.en_things(teapot, 1)] == ["tins of oolong tea", "teapot"]
+    assert [stories.en_counted(1, "tea cup", article=True), stories.en_counted(4, "tins of oolong")] == \
+        ["a tea cup", "four tins of oolong"]
+    assert [zh_clock(9, digits=True), zh_clock(21, digits=True), zh_clock(14, 30, digits=True)] == ["上午9点", "晚上9点", "下午2点半"]
+    assert [stories.price_sentences(oolong, "zh")[0], stories.price_sentences(teapot, "en")[0]] == \
+        ["乌龙茶58元一罐。", "The teapot is 168 yuan."]
+    assert stories.price_sentences(oolong, "zh", "58块钱")[1] == "一罐乌龙茶58块钱。"
+
+
+def test_each_module_names_its_lesson_and_imports_only_downward():
+    """The subpackage's modules say which lesson uses them, and none imports the dialogue generator (which imports them)."""
+    import ast
+
+    files = sorted((REPO_ROOT / "glm3_teach" / "stories").glob("*.py"))
+    assert len(files) >= 10
+    for path in files:  # read, never imported: importing __main__ would write the corpus
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert re.search(r"[Ll]essons? 0\d", ast.get_docstring(tree) or ""), f"stories/{path.name} names no lesson"
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m.startswith("glm3_teach.dialogues")}, path.name
 
 
 def test_numbers_out_of_range_say_so():

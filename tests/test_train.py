@@ -1,4 +1,4 @@
-"""The training loop: loss, schedule, optimizer groups, atomic checkpoints and exact resume."""
+"""The training loop: loss, schedule, optimizer groups, atomic checkpoints, exact resume, batch shards."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_a_checkpoint_is_written_atomically_and_replaces_the_old_one(tmp_path, m
     train(model, tiny_data(), config)
     target = tmp_path / "checkpoint"
     assert json.loads((target / STATE_FILE).read_text())["step"] == 2
-    import glm3_teach.train as train_module
+    import glm3_teach.training_state as train_module  # where save_training_state writes its files
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
@@ -229,3 +229,33 @@ def test_the_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
         main(["--config", str(bad)])
     assert exit_info.value.code == 2
     assert "TrainConfig.lr must be a number, got 'fast'" in capsys.readouterr().err
+
+
+# --- data parallelism without processes: the shards and the loss scale ------------------------------
+
+def test_the_ranks_shards_of_a_doubled_batch_are_exactly_one_process_batch():
+    from glm3_teach.data import BlockSampler
+    from glm3_teach.distributed import World
+    from glm3_teach.train import make_batches
+
+    data = tiny_data()
+    one = iter(make_batches(data.train, 4, BlockSampler(len(data.train), 0)))
+    ranks = [iter(make_batches(data.train, 2, BlockSampler(len(data.train), 0), World(r, 2, r))) for r in (0, 1)]
+    for _ in range(3):
+        whole, (rank0, rank1) = next(one), [next(r) for r in ranks]   # [4, 17], [2, 17] each
+        assert torch.equal(whole[0::2], rank0) and torch.equal(whole[1::2], rank1)
+
+
+def test_one_process_leaves_the_loss_alone_and_bad_rank_variables_are_named(monkeypatch):
+    from glm3_teach.distributed import World, world_from_env
+    from glm3_teach.train import shard_loss
+
+    loss = torch.tensor(2.5)
+    assert shard_loss(loss, 7, torch.device("cpu"), World()) is loss
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match=r"RANK=2 and WORLD_SIZE=2 do not fit"):
+        world_from_env()
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ValueError, match="RANK='one' must be an integer"):
+        world_from_env()

@@ -98,7 +98,7 @@ def test_bad_inputs_say_what_to_do(small_model, tokenizer):
         viz.compute_attentions(small_model, [1, 2, 3], layers=[5])
     with pytest.raises(ValueError, match="the text is empty"):
         viz.attention_view(small_model, tokenizer, "")
-    with pytest.raises(ValueError, match="too long for the viewer"):
+    with pytest.raises(ValueError, match="600 tokens is too long: this model's seq_length .* is 256"):
         viz.attention_payload(small_model, tokenizer, [5] * 600)
     with pytest.raises(ValueError, match=r"one sequence of ids"):
         viz.encode_input(tokenizer, torch.ones(2, 3, dtype=torch.long))
@@ -212,3 +212,78 @@ def test_p_tuning_prefix_columns_are_labelled_and_scored(tokenizer):
     shape = [2, 4, payload["q_len"], payload["k_len"]]
     prefix_weight = decode_probs(payload["probs"], shape)[..., :3].sum(-1).mean(-1)  # [layers, heads]
     torch.testing.assert_close(torch.tensor(payload["scores"]["prefix"]), prefix_weight, atol=2e-3, rtol=0)
+
+
+SCHEMA = {"name": "check_stock", "description": "查询商品的库存。Look up how much of a product is in stock.",
+          "parameters": {"type": "object", "properties": {"product": {"type": "string", "description": "绿茶, 乌龙茶"}},
+                         "required": ["product"]}}
+
+
+@pytest.fixture(scope="module")
+def long_model():
+    """The course layout with the chat checkpoint's 1536 positions, room for a tools system message."""
+    torch.manual_seed(0)
+    config = ChatGLMConfig.course(num_layers=2, hidden_size=64, ffn_hidden_size=96, kv_channels=16, seq_length=1536)
+    return ChatGLMForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tools_prompt(tokenizer):
+    """A chat prompt with a tools system message, as long as lesson 09's (about 1,000 tokens)."""
+    system = {"role": "system", "content": "Answer the following questions as best as you can.",
+              "tools": [dict(SCHEMA, name=f"check_stock_{i}") for i in range(3)]}
+    ids = tokenizer.build_chat_input("乌龙茶还有货吗？", history=[system])
+    assert 900 < len(ids) < 1536
+    return ids
+
+
+def test_a_long_chat_prompt_shows_its_last_tokens_as_queries_and_the_rest_as_spans(long_model, tokenizer, tools_prompt):
+    from glm3_teach.viz.capture import QUERY_WINDOW
+
+    ids, n = tools_prompt, len(tools_prompt)
+    payload = viz.attention_payload(long_model, tokenizer, ids, name="chat")
+    columns = payload["positions"]
+    assert payload["ids"] == ids and payload["q_len"] == QUERY_WINDOW and payload["k_len"] == len(columns)
+    assert payload["k_len"] < n / 4                                             # readable: far fewer columns than tokens
+    assert [i for a, b in columns for i in range(a, b + 1)] == list(range(n))   # every token in exactly one column, in order
+    labels = [viz.visible_label(t) for t in viz.token_info(tokenizer, ids)[0]]
+    assert payload["tokens"][-QUERY_WINDOW:] == labels[-QUERY_WINDOW:]           # the queries one by one
+    assert payload["tokens"][-1] == "<|assistant|>" and "<|system|>" in payload["tokens"] and "<|user|>" in payload["tokens"]
+    assert payload["sinks"] == [0, 1] and "span" in payload["kinds"]
+    assert not any("\\x" in t or "<0x" in t for t in payload["tokens"])           # span labels decode whole characters
+    assert f"{n} tokens: the last {QUERY_WINDOW} are the queries" in payload["note"]
+    with torch.no_grad():                                                       # [L, H, q, n] of the window's rows
+        full = torch.stack(long_model(torch.tensor([ids]), output_attentions=True).attentions)[:, 0, :, -QUERY_WINDOW:]
+    expected = torch.stack([full[..., a:b + 1].sum(-1) for a, b in columns], -1)
+    shape = [2, 4, QUERY_WINDOW, payload["k_len"]]
+    torch.testing.assert_close(decode_probs(payload["probs"], shape), expected, atol=1e-4, rtol=0)
+    pos = torch.arange(n - QUERY_WINDOW, n)
+    own = full[..., torch.arange(QUERY_WINDOW), pos].mean(-1)                   # [L, H] weight on itself
+    torch.testing.assert_close(torch.tensor(payload["scores"]["self"]), own, atol=2e-3, rtol=0)
+    assert len(payload["probs"]) < 200_000
+
+
+def test_the_view_of_a_long_prompt_displays_with_its_static_picture(long_model, tokenizer, tools_prompt):
+    view = viz.attention_view(long_model, tokenizer, tools_prompt, models={})
+    bundle, _metadata = view._repr_mimebundle_()
+    assert view.payload["q_len"] == 64 and base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+
+
+def test_key_spans_follow_lines_keep_specials_and_fit_the_budget():
+    from glm3_teach.viz.spans import key_spans, merge_keys, span_label
+
+    texts = ["[gMASK]", "sop", "<|system|>", "a", "b", "\n", "c", "。", "d", "e", "<|user|>", "x", "y"]
+    special = [t.startswith(("[", "<")) or t == "sop" for t in texts]
+    assert key_spans(texts, special, 11, 20) == [(0, 1), (1, 2), (2, 3), (3, 6), (6, 8), (8, 10), (10, 11),
+                                                  (11, 12), (12, 13)]
+    many = ["w", "\n"] * 100 + ["q"]
+    spans = key_spans(many, [False] * 201, 200, 11)                             # 100 lines, 10 columns left for them
+    assert len(spans) <= 11 and spans[-1] == (200, 201) and spans[0][0] == 0
+    assert all(a == b for (_, a), (b, _) in zip(spans, spans[1:]))              # contiguous
+    with pytest.raises(ValueError, match="do not fit in 3 key columns"):
+        key_spans(texts, special, 11, 3)
+    attn = torch.rand(2, 3, 13).softmax(-1)
+    merged = merge_keys(attn, [(0, 4), (4, 13)], offset=2)                      # 2 prefix columns stay in front
+    torch.testing.assert_close(merged, torch.cat([attn[..., :2], attn[..., 2:6].sum(-1, keepdim=True),
+                                                  attn[..., 6:].sum(-1, keepdim=True)], -1))
+    assert span_label('    "name":   "check_stock",\n', 9) == '"name":␣"chec…·9'

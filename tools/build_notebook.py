@@ -9,9 +9,10 @@ Usage (from the repository root):
 Each lesson is written as ``NN_name.py`` (jupytext py:percent: readable diffs) and stored as
 ``NN_name.ipynb`` with its outputs (so GitHub shows them). This tool executes the notebook
 top to bottom in a fresh kernel, the way "Restart kernel and run all" does, numbers the cell
-ids deterministically, removes UI noise with nbstripout (outputs, counts and ids are kept)
-and writes both files. A cell that raises stops the build, unless it is tagged
-``raises-exception`` (a lesson that shows an error message on purpose).
+ids deterministically, removes UI noise with nbstripout (outputs, counts and ids are kept;
+an attention viewer's output is stored as its static picture) and writes both files. A cell
+that raises stops the build, unless it is tagged ``raises-exception`` (a lesson that shows an
+error message on purpose).
 """
 
 from __future__ import annotations
@@ -37,13 +38,37 @@ def lesson_sources() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("**/*.py") if ".ipynb_checkpoints" not in p.parts)
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+VIEWER_TEXT = ("AttentionView:", "sampling explorer")  # how the attention viewer's (lesson 03) and the
+# sampling explorer's (lesson 07) text/plain start
+
+
+def keep_viewer_picture(output: nbformat.NotebookNode) -> None:
+    """An attention viewer's output keeps its static PNG and drops its widget reference.
+
+    Stored, no kernel holds that widget: JupyterLab would show "Error displaying widget: model
+    not found" in place of the picture (the widget type outranks image/png). Only outputs of
+    ``viz.attention_view`` and lesson 07's sampling explorer are touched (widget view + PNG + text
+    starting with one of ``VIEWER_TEXT``);
+    running the cell brings the live view back.
+    """
+    data = output.get("data", {})
+    text = data.get("text/plain", "")
+    text = "".join(text) if isinstance(text, list) else text
+    if WIDGET_VIEW in data and "image/png" in data and text.startswith(VIEWER_TEXT):
+        del data[WIDGET_VIEW]
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Deterministic ids, no UI noise; outputs and execution counts stay."""
+    """Deterministic ids, no UI noise; outputs and execution counts stay (an attention viewer's
+    as its static picture, see ``keep_viewer_picture``)."""
     nb = copy.deepcopy(nb)
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:03d}"
         tags = cell.get("metadata", {}).get("tags", [])
         cell["metadata"] = {"tags": tags} if tags else {}  # no execution timestamps, no UI state
+        for output in cell.get("outputs", []):
+            keep_viewer_picture(output)
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},

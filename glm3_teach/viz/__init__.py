@@ -6,7 +6,7 @@ Taught in lesson 03 (注意力 Attention). ``from glm3_teach import viz`` gives:
   ipywidgets ``attention_explorer``;
 - pattern scores (``viz.patterns``): ``head_scores``, ``top_heads``, ``word_ids``, ``visible_label``;
 - the payload the viewer draws (``viz.capture``): ``compute_attentions``, ``attention_payload``,
-  ``model_choices``;
+  ``model_choices``; long inputs as a window of queries and spans of keys (``viz.spans``);
 - the live viewer (``viz.widget``): ``attention_view`` (an anywidget for JupyterLab, with a
   static image for saved notebooks) and ``save_attention_html`` (``viz.export``), one
   self-contained HTML file of the same view.

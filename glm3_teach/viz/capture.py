@@ -11,7 +11,10 @@ export (``viz.export``) only move this payload to the browser, where all drawing
   probabilities); the other layers keep the fused path, so ChatGLM3-6B (28 x 32 heads) needs
   the big matrices only for the layers shown;
 - ``attention_payload``: ids, labels, sinks, pattern scores and the probabilities as base64
-  ``uint16`` (1/65535 steps), the JSON the JavaScript view reads;
+  ``uint16`` (1/65535 steps), the JSON the JavaScript view reads. An input longer than
+  ``MAX_VIEW_TOKENS`` (a chat prompt with the tools system message, ~1,050 course tokens) is
+  shown as its last ``QUERY_WINDOW`` tokens as queries and the text before them merged into
+  spans of keys (``viz.spans``); one longer than the model's ``seq_length`` is refused;
 - ``model_choices`` / ``load_choice``: the model menu, built from what exists on disk.
 
 What it leaves out: batches (one sequence at a time), and the KV-cache case of generation
@@ -30,8 +33,11 @@ from typing import Any
 import torch
 
 from glm3_teach.viz.patterns import head_scores, sink_positions, visible_label
+from glm3_teach.viz.spans import key_spans, merge_keys, span_label
 
-MAX_VIEW_TOKENS = 512  # beyond this the [layers, heads, k, k] payload gets too big for a browser
+MAX_VIEW_TOKENS = 512   # key columns at most: beyond this an input is shown as a window + spans (``viz.spans``)
+QUERY_WINDOW = 64       # query rows of a long input: its last tokens (the question, <|assistant|>, an answer)
+MAX_INPUT_TOKENS = 8192  # ChatGLM3-6B's seq_length; longer inputs are refused before any compute
 
 
 def encode_input(tokenizer: Any, text_or_ids: str | Sequence[int] | torch.Tensor, chat: bool = False) -> list[int]:
@@ -91,12 +97,16 @@ def _force_probs(signature: inspect.Signature):
 
 
 def compute_attentions(model: torch.nn.Module, input_ids: Sequence[int],
-                       layers: Sequence[int] | int | None = None) -> tuple[torch.Tensor, list[int]]:
+                       layers: Sequence[int] | int | None = None,
+                       queries: int | None = None) -> tuple[torch.Tensor, list[int]]:
     """Probabilities of the chosen ``layers`` (default all) for one sequence.
 
     Returns ``(attn [len(layers), num_heads, q_len, k_len] fp32 on the CPU, layers)``; ``k_len``
     exceeds ``q_len`` when the model prepends keys of its own (P-Tuning v2's prefix).
+    ``queries``: keep only the last ``queries`` rows (a long input's window), so only
+    ``[heads, queries, k_len]`` per layer is kept while the model runs.
     """
+    rows = slice(None) if queries is None else slice(-queries, None)
     blocks = model.transformer.encoder.layers
     chosen = _layer_list(layers, len(blocks))
     captured: dict[int, torch.Tensor] = {}
@@ -106,7 +116,7 @@ def compute_attentions(model: torch.nn.Module, input_ids: Sequence[int],
         handles.append(module.register_forward_pre_hook(_force_probs(inspect.signature(module.forward)),
                                                         with_kwargs=True))
         handles.append(module.register_forward_hook(
-            lambda _m, _a, output, i=i: captured.__setitem__(i, output[2][0].float().cpu())))  # [H, q, k]
+            lambda _m, _a, output, i=i: captured.__setitem__(i, output[2][0, :, rows].float().cpu())))  # [H, q, k]
     device = next(model.parameters()).device
     was_training = model.training
     try:
@@ -134,36 +144,61 @@ def decode_probs(data: str, shape: Sequence[int]) -> torch.Tensor:
     return torch.from_numpy(raw.copy()).reshape(*shape)
 
 
+def _check_length(model: torch.nn.Module, n: int) -> None:
+    limit = min(MAX_INPUT_TOKENS, getattr(model.config, "seq_length", MAX_INPUT_TOKENS))
+    if n > limit:
+        where = "the viewer's limit" if limit == MAX_INPUT_TOKENS else "this model's seq_length (its RoPE table)"
+        raise ValueError(f"{n} tokens is too long: {where} is {limit}; shorten the text or drop old turns of the history")
+
+
 def attention_payload(model: torch.nn.Module, tokenizer: Any, text_or_ids: str | Sequence[int] | torch.Tensor,
-                      layers: Sequence[int] | int | None = None, chat: bool = False, name: str = "") -> dict:
+                      layers: Sequence[int] | int | None = None, chat: bool = False, name: str = "",
+                      max_keys: int = MAX_VIEW_TOKENS, window: int = QUERY_WINDOW) -> dict:
     """Everything the view draws for one sentence and model, as JSON-ready data.
 
     Keys: ``model``, ``ids``, ``tokens`` (visible labels, one per key column; P-Tuning prefix
-    columns are ``P0, P1, ...``), ``kinds`` ("special", "blank", "prefix" or "text"), ``sinks``
-    (key columns of ``[gMASK]``/``sop``), ``layers``, ``num_heads``, ``q_len``, ``k_len``,
-    ``scores`` (``{name: [[score per head] per layer]}``, rounded to 3 digits; with a prefix also
-    ``"prefix"``, the weight on the prefix columns) and ``probs``
-    (base64 uint16 of ``[layers, heads, q_len, k_len]``).
+    columns are ``P0, P1, ...``), ``kinds`` ("special", "blank", "prefix", "span" or "text"),
+    ``positions`` (per key column the ``[first, last]`` index into ``ids``, ``None`` for a
+    prefix column), ``sinks`` (key columns of ``[gMASK]``/``sop``), ``layers``, ``num_heads``,
+    ``q_len``, ``k_len`` (queries are the last ``q_len`` key columns), ``scores``
+    (``{name: [[score per head] per layer]}``, rounded to 3 digits; with a prefix also
+    ``"prefix"``, the weight on the prefix columns), ``note`` (what a long input's view leaves
+    out, else "") and ``probs`` (base64 uint16 of ``[layers, heads, q_len, k_len]``).
+
+    An input of more than ``max_keys`` tokens is shown as its last ``window`` tokens as queries,
+    with the text before them merged into spans of keys (``viz.spans``); its scores are those of
+    the window's rows over every token.
     """
     ids = encode_input(tokenizer, text_or_ids, chat)
-    if len(ids) > MAX_VIEW_TOKENS:
-        raise ValueError(f"{len(ids)} tokens is too long for the viewer (at most {MAX_VIEW_TOKENS}); shorten the text")
+    _check_length(model, len(ids))
     texts, special = token_info(tokenizer, ids)
-    attn, chosen = compute_attentions(model, ids, layers)           # [L, H, q, k]
+    long = len(ids) > max_keys
+    query_start = max(0, len(ids) - window) if long else 0
+    attn, chosen = compute_attentions(model, ids, layers, queries=len(ids) - query_start)  # [L, H, q, prefix + n]
     num_prefix = attn.shape[-1] - len(ids)
-    texts = [f"P{j}" for j in range(num_prefix)] + texts
-    special = [True] * num_prefix + special
-    kinds = ["prefix"] * num_prefix + [
-        "special" if s else "blank" if not t.strip() else "text" for t, s in zip(texts[num_prefix:], special[num_prefix:])]
-    sinks = [num_prefix + j for j in sink_positions(texts[num_prefix:], special[num_prefix:])]
-    scores = head_scores(attn, texts, special, sinks=sinks)
+    sinks = sink_positions(texts, special)
+    scores = head_scores(attn, [f"P{j}" for j in range(num_prefix)] + texts, [True] * num_prefix + special,
+                         sinks=[num_prefix + j for j in sinks])
     if num_prefix:
         scores["prefix"] = attn[..., :num_prefix].sum(-1).mean(-1)  # [L, H] weight on the prefix columns
+    spans = key_spans(texts, special, query_start, max_keys - num_prefix) if long else [(i, i + 1) for i in range(len(ids))]
+    if long:
+        attn = merge_keys(attn, spans, offset=num_prefix)           # [L, H, q, prefix + columns]
+    kinds = ["span" if b - a > 1 else "special" if special[a] else "blank" if not texts[a].strip() else "text"
+             for a, b in spans]
+    note = (f"{len(ids)} tokens: the last {len(ids) - query_start} are the queries; the {query_start} before them "
+            f"are {len(spans) - (len(ids) - query_start)} key columns (a span's weight is the sum over its tokens)"
+            if long else "")
     return {
-        "model": name, "ids": ids, "tokens": [visible_label(t) for t in texts], "kinds": kinds, "sinks": sinks,
+        "model": name, "ids": ids,
+        "tokens": [f"P{j}" for j in range(num_prefix)] + [
+            span_label(tokenizer.decode(ids[a:b]), b - a) if b - a > 1 else visible_label(texts[a]) for a, b in spans],
+        "kinds": ["prefix"] * num_prefix + kinds,
+        "positions": [None] * num_prefix + [[a, b - 1] for a, b in spans],
+        "sinks": [num_prefix + c for c, (a, b) in enumerate(spans) if b - a == 1 and a in sinks],
         "layers": chosen, "num_heads": attn.shape[1], "q_len": attn.shape[2], "k_len": attn.shape[3],
         "scores": {key: [[round(float(v), 3) for v in row] for row in table] for key, table in scores.items()},
-        "probs": encode_probs(attn),
+        "note": note, "probs": encode_probs(attn),
     }
 
 

@@ -9,7 +9,11 @@ another model in the menu asks the kernel for a new payload.
 The JavaScript and CSS ship in ``glm3_teach/viz/assets`` and are handed to anywidget as
 strings (its JupyterLab extension imports them from a blob URL: nothing is fetched). A saved
 or exported notebook, where no kernel drives the widget, shows a static PNG of the selected
-layer instead of the widget's ``VBox(...)`` text.
+layer instead of the widget's ``VBox(...)`` text: the output carries ``image/png`` beside the
+widget type, and ``tools/build_notebook.py`` stores a lesson's viewer output as the PNG alone
+(a trusted notebook would otherwise show JupyterLab's "model not found" for the widget).
+Long inputs (a chat prompt with the tools system message) are shown as a window of query rows
+and spans of keys (``viz.spans``).
 
 What it leaves out: batches, and editing attention (this is a microscope, not a scalpel).
 """

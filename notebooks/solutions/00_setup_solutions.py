@@ -25,6 +25,7 @@ CONFIG = {"hidden_size": 4096, "ffn_hidden_size": 13696, "kv_channels": 128,
           "num_attention_heads": 32, "multi_query_group_num": 2}
 assert chatglm3_block_parameters(CONFIG) == 203_960_832  # the facts sheet's per-layer count
 
+
 # %% [markdown]
 # ## Exercise 1: count the Chinese characters
 
@@ -33,7 +34,9 @@ def count_han(text: str) -> int:
     return sum("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-assert check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵"])
+assert check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵", "𠮷野家"])
+assert count_han("𠮷野家") == 2  # 𠮷 (U+20BB7) is in Extension B, outside the basic block this exercise counts
+
 
 # %% [markdown]
 # ## Exercise 2: the parameters of one GLM block

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from glm3_teach import seed_everything
-from glm3_teach.checks import check
+from glm3_teach.checks import Case, check
 from glm3_teach.layers import GLMBlock, RMSNorm, swiglu
 from glm3_teach.model import ChatGLMConfig, init_weights
 from glm3_teach.rope import build_rope_cache
@@ -50,13 +50,16 @@ def run_in_dtype(fn):
 generator = seed_everything(11)
 outlier = 3 * torch.randn(2, 64, generator=generator)
 outlier[:, 5] = 400.0
-norm_cases = [  # (x, weight, eps, dtype to run in)
-    (torch.randn(2, 3, 8, generator=generator), 1 + 0.2 * torch.randn(8, generator=generator), 1e-5, torch.float32),
-    (1e-3 * torch.randn(4, 8, generator=generator), torch.ones(8), 1e-5, torch.float32),   # tiny x: eps matters
-    (2 + torch.randn(3, 16, generator=generator), torch.ones(16), 1e-6, torch.float32),    # mean far from 0
-    (torch.randn(3, 64, generator=generator), 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.bfloat16),
-    (outlier, 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.float16),       # 400 ** 2 > fp16 max
-]
+norm_cases = [Case(args=args, label=label) for args, label in [  # args: (x, weight, eps, dtype to run in)
+    ((torch.randn(2, 3, 8, generator=generator), 1 + 0.2 * torch.randn(8, generator=generator), 1e-5, torch.float32),
+     "fp32, a learned weight"),
+    ((1e-3 * torch.randn(4, 8, generator=generator), torch.ones(8), 1e-5, torch.float32), "tiny x: eps matters"),
+    ((2 + torch.randn(3, 16, generator=generator), torch.ones(16), 1e-6, torch.float32), "mean far from 0"),
+    ((torch.randn(3, 64, generator=generator), 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.bfloat16),
+     "bf16 in, bf16 out"),
+    ((outlier, 1 + 0.1 * torch.randn(64, generator=generator), 1e-5, torch.float16),
+     "fp16 with an outlier of 400: 400 ** 2 > fp16 max"),
+]]
 assert check("rms_norm", run_in_dtype(rms_norm), run_in_dtype(rms_norm_reference), norm_cases, atol=1e-5, rtol=1e-2)
 
 

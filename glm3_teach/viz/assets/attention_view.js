@@ -179,7 +179,9 @@ function render({ model, el: host }) {
     if (!A) return;
     const mk = (j, cls) => {
       const t = el("div", `av-tok ${cls} av-${A.p.kinds[j]}`, A.p.tokens[j]);
-      t.title = `${j}: ${A.p.tokens[j]}` + (A.p.ids[j - A.off] !== undefined ? ` (id ${A.p.ids[j - A.off]})` : "");
+      const pos = A.p.positions ? A.p.positions[j] : (j >= A.off ? [j - A.off, j - A.off] : null);
+      t.title = `${j}: ${A.p.tokens[j]}` + (!pos ? "" : pos[0] === pos[1] ? ` (id ${A.p.ids[pos[0]]})`
+                                                                   : ` (tokens ${pos[0]}..${pos[1]}, weights summed)`);
       t.style.top = `${j * ROW}px`;
       return t;
     };
@@ -363,7 +365,7 @@ function render({ model, el: host }) {
     root.dataset.state = JSON.stringify({ model: A.p.model, layer: layer(), head: head(), view: view(), hide: hide(), focus: focus() });
     root.dataset.lines = `${drawn}`; root.dataset.draws = `${st.draws}`; root.dataset.drawMs = ms.toFixed(1);
     const capped = isHead && st.capped ? ` · strongest ${drawn} lines` : "";
-    status.textContent = get("status", "") || `${A.k} tokens · ${A.p.model || ""}${capped}`;
+    status.textContent = get("status", "") || `${A.p.note || `${A.k} tokens`} · ${A.p.model || ""}${capped}`;
   }
 
   function load() {
