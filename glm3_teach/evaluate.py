@@ -312,13 +312,6 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, name: str = "model", data: 
     return rows
 
 
-def tools_message(item: dict) -> dict:
-    """The system message an item's tools are offered with (``tools.tools_system_message``)."""
-    from glm3_teach.tools import tools_system_message
-
-    return tools_system_message(item["tools"])
-
-
 def _tool_rows(model, tokenizer, name: str, split: str, data, max_items: int | None,
                keep: list | None = None) -> list[dict]:
     """``agent.tool_metrics`` on the split's tool items, when lesson 09's agent exists; each item's
@@ -328,11 +321,12 @@ def _tool_rows(model, tokenizer, name: str, split: str, data, max_items: int | N
     except ImportError:
         return []
     from glm3_teach.dialogues import load_sft
+    from glm3_teach.tools import tools_system_message
 
     items = subsample([i for i in load_sft(split, data) if "tools" in i], max_items)
     if not items:
         return []
-    prompt = tokenizer.build_chat_input("", history=[tools_message(items[0])], role="user")
+    prompt = tokenizer.build_chat_input("", history=[tools_system_message(items[0]["tools"])], role="user")
     if len(prompt) >= model.config.seq_length:   # e.g. the base model: 256 positions, a 1,070-token prompt
         return [{"model": name, "split": f"{split} tools", "lang": "all", "items": 0,
                  "skipped": f"tools prompt {len(prompt)} tokens > seq_length {model.config.seq_length}"}]
