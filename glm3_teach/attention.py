@@ -163,17 +163,31 @@ def split_qkv(mixed: torch.Tensor, num_heads: int, num_kv_groups: int, head_dim:
 
     ``mixed``: ``[batch, seq, num_heads*head_dim + 2*num_kv_groups*head_dim]``, laid out
     ``[Q of head 0, head 1, ... | K of group 0, group 1, ... | V of group 0, ...]``.
-    Returns ``q [batch, num_heads, seq, head_dim]``, ``k`` and ``v [batch, num_kv_groups, seq, head_dim]``.
+    Returns ``q [batch, num_heads, seq, head_dim]``, ``k`` and ``v [batch, num_kv_groups, seq, head_dim]``
+    (views of ``mixed``, nothing copied). Every part is a whole number of ``head_dim`` blocks, so
+    the features are cut into ``H + 2G`` blocks at once and the blocks are counted off.
     """
     q_size, kv_size = num_heads * head_dim, num_kv_groups * head_dim
     if mixed.shape[-1] != q_size + 2 * kv_size:
         raise ValueError(f"query_key_value output has {mixed.shape[-1]} features, expected "
                          f"{num_heads}*{head_dim} + 2*{num_kv_groups}*{head_dim} = {q_size + 2 * kv_size}")
-    q, k, v = mixed.split([q_size, kv_size, kv_size], dim=-1)
-    q = rearrange(q, "b s (h d) -> b h s d", d=head_dim)  # [b, s, H*D] -> [b, H, s, D]
-    k = rearrange(k, "b s (g d) -> b g s d", d=head_dim)  # [b, s, G*D] -> [b, G, s, D]
-    v = rearrange(v, "b s (g d) -> b g s d", d=head_dim)  # [b, s, G*D] -> [b, G, s, D]
+    blocks = rearrange(mixed, "b s (n d) -> b n s d", d=head_dim)  # [b, s, (H+2G)*D] -> [b, H + 2G, s, D]
+    q, k, v = blocks.split([num_heads, num_kv_groups, num_kv_groups], dim=1)  # [b, H | G | G, s, D]
     return q, k, v
+
+
+def rotate_queries_and_keys(q: torch.Tensor, k: torch.Tensor, rope_cache: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on ``q [batch, num_heads, seq, head_dim]`` and ``k [batch, num_kv_groups, seq, head_dim]``.
+
+    Every head of a token gets the same rotation, so the queries and keys are rotated in one
+    call on their heads side by side: the same numbers as two calls with half of RoPE's small
+    ops, which counts when decoding runs them for one token per layer and step. ``contiguous``
+    (free with a batch of one) hands the matmuls after it the layout two calls would give.
+    """
+    qk = apply_rotary_pos_emb(torch.cat([q, k], dim=1), rope_cache)  # [b, H + G, s, D]
+    q, k = qk.split([q.shape[1], k.shape[1]], dim=1)                 # [b, H, s, D], [b, G, s, D]
+    return q.contiguous(), k.contiguous()
 
 
 class SelfAttention(nn.Module):
@@ -202,7 +216,8 @@ class SelfAttention(nn.Module):
                                                           torch.Tensor | None]:
         """``hidden_states [batch, seq, hidden_size]`` -> ``(output [batch, seq, hidden_size], kv_cache, probs)``.
 
-        ``rope_cache``: ``[batch, seq, rotary_dim // 2, 2]`` for these tokens' positions.
+        ``rope_cache``: ``[batch, seq, rotary_dim // 2, 2]`` for these tokens' positions (or
+        ``[seq, rotary_dim // 2, 2]``, shared by the batch).
         ``mask``/``is_causal``: as in ``explicit_attention`` (the model builds them).
         ``kv_cache``: this layer's past ``(k, v)``, each ``[batch, num_kv_groups, past, head_dim]``,
         or its ``KVCacheLayer`` of a preallocated ``KVCache`` (written in place, returned as is).
@@ -212,8 +227,7 @@ class SelfAttention(nn.Module):
         """
         mixed = self.query_key_value(hidden_states)                    # [b, s, H*D + 2*G*D]
         q, k, v = split_qkv(mixed, self.num_heads, self.num_kv_groups, self.head_dim)
-        q = apply_rotary_pos_emb(q, rope_cache)                        # [b, H, s, D]
-        k = apply_rotary_pos_emb(k, rope_cache)                        # [b, G, s, D]
+        q, k = rotate_queries_and_keys(q, k, rope_cache)               # [b, H, s, D], [b, G, s, D]
         if isinstance(kv_cache, KVCacheLayer):
             k, v = kv_cache.update(k, v)                               # written in place; [b, G, past + s, D] views
             new_cache = kv_cache if use_cache else None

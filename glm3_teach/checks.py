@@ -17,6 +17,14 @@ Every verdict is also kept as data: ``HISTORY`` lists the ``CheckResult`` of eac
 order, ``last_check()`` is the newest, and ``CheckResult.to_dict()`` is its machine-readable
 form (name, passed, cases run, message). The classroom autograder reads them.
 
+``forbid_repeated_copies(fn, "k", "v")`` wraps a learner's function so that it fails as soon as
+any torch operation inside it writes one of those arguments into new memory two or more
+times over (what ``repeat_kv`` does); views such as ``expand`` or broadcasting stay free. It
+checks the *how* of an exercise that says "never repeat k or v". ``forbid_whole_axis(fn, "k", -2)``
+does the same for an exercise that must work on blocks: no new tensor may span the whole key axis
+(the full score matrix of an online softmax, for instance). ``forbid_modules(fn, SelfAttention)``
+refuses calls of the package's module inside an exercise that asks the learner to write it.
+
 What it leaves out: timing limits and randomised cases. Cases are listed by the lesson, so
 a learner can rerun exactly the input that failed.
 """
@@ -24,6 +32,8 @@ a learner can rerun exactly the input that failed.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
 import sys
 import sysconfig
@@ -34,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 PASS_MARK = "✅"
 FAIL_MARK = "❌"
@@ -140,14 +151,25 @@ def _short(value: Any, limit: int = 160) -> str:
         text = f"{type(value).__name__} module"
     elif isinstance(value, (list, tuple)) and len(value) > 12 and all(type(v) is int for v in value):
         text = f"{list(value[:8])}"[:-1] + f", ... ({len(value)} ints)]"   # a long list of ids
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, (torch.Tensor, np.ndarray, torch.nn.Module)) for v in value):
-        inner = ", ".join(_short(v, limit) for v in value)
-        text = f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    elif isinstance(value, (list, tuple)) and _holds_tensor(value):
+        items = [_short(v, limit) for v in value]
+        if len(items) > 2 and len(set(items)) == 1:    # e.g. one (k, v) pair per layer
+            text = f"[{len(items)} x {items[0]}]" if isinstance(value, list) else f"({len(items)} x {items[0]})"
+        else:
+            inner = ", ".join(items)
+            text = f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
     elif isinstance(value, dict) and any(isinstance(v, (torch.Tensor, np.ndarray)) for v in value.values()):
         text = "{" + ", ".join(f"{k!r}: {_short(v, limit)}" for k, v in value.items()) + "}"
     else:
         text = repr(value)
     return _clip(text, limit)
+
+
+def _holds_tensor(value: Any) -> bool:
+    """Whether ``value`` is, or a list/tuple at any depth holds, a tensor, an array or a module."""
+    if isinstance(value, (torch.Tensor, np.ndarray, torch.nn.Module)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_tensor(v) for v in value)
 
 
 def _numel(value: torch.Tensor | np.ndarray) -> int:
@@ -376,3 +398,143 @@ def check_value(name: str, got: Any, expected: Any, *, hint: str = "", atol: flo
     if problem is None:
         return _report(CheckResult(name, True, f"{PASS_MARK} {name}: correct.", 1))
     return _report(_failure(name, "not yet.", _comparison_rows(expected, got, problem), hint, 1))
+
+
+class RepeatedCopyError(RuntimeError):
+    """Raised inside a function wrapped by ``forbid_repeated_copies`` when it copies a watched argument n times over."""
+
+
+class _RepeatWatch(TorchFunctionMode):
+    """Fails on the first torch operation whose result holds a watched tensor's values n >= 2 times in new memory."""
+
+    def __init__(self, watched: dict[str, torch.Tensor]):
+        super().__init__()
+        self.watched = watched
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for result in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(result, torch.Tensor) and not result.is_meta:
+                self._inspect(result, getattr(func, "__name__", str(func)))
+        return out
+
+    def _inspect(self, result: torch.Tensor, op: str) -> None:
+        for name, tensor in self.watched.items():
+            n = tensor.numel()
+            if n == 0 or result.dtype != tensor.dtype or result.numel() < 2 * n or result.numel() % n:
+                continue
+            if result.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
+                continue  # a view of the argument (expand, broadcasting, None-indexing): no new memory
+            times = result.numel() // n
+            repeated = tensor.detach().flatten().repeat(times).sort().values
+            if torch.equal(result.detach().flatten().sort().values, repeated):
+                raise RepeatedCopyError(
+                    f"`{op}` made a new {list(result.shape)} tensor that holds {name} {times} times over; "
+                    f"keep {name} as it is and let it broadcast (a size-1 dim, e.g. {name}[:, :, None]) instead")
+
+
+def forbid_repeated_copies(fn: Callable, *names: str) -> Callable:
+    """``fn`` wrapped so that a call fails with ``RepeatedCopyError`` if it copies an argument named in ``names``.
+
+    "Copies" means: some torch operation inside ``fn`` returns a tensor in new memory whose
+    values are those of the argument repeated two or more times (``repeat_kv``,
+    ``repeat_interleave``, ``expand(...).reshape(...)``). Views cost no memory and are
+    allowed. Used by ``check`` like any learner function: the failure names the line.
+
+    >>> import torch
+    >>> wrapped = forbid_repeated_copies(lambda k: k.repeat(2, 1), "k")
+    >>> wrapped(torch.ones(2, 2))
+    Traceback (most recent call last):
+    ...
+    glm3_teach.checks.RepeatedCopyError: `repeat` made a new [4, 2] tensor that holds k 2 times over; keep k as it is and let it broadcast (a size-1 dim, e.g. k[:, :, None]) instead
+    """
+    signature = inspect.signature(fn)
+    missing = [name for name in names if name not in signature.parameters]
+    if missing:
+        raise ValueError(f"forbid_repeated_copies: {getattr(fn, '__name__', fn)} has no argument {missing}; "
+                         f"its arguments are {list(signature.parameters)}")
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        watched = {name: bound.arguments[name] for name in names
+                   if isinstance(bound.arguments.get(name), torch.Tensor)}
+        with _RepeatWatch(watched):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+class WholeAxisError(RuntimeError):
+    """Raised inside a function wrapped by ``forbid_whole_axis`` when a new tensor spans a watched axis."""
+
+
+class _AxisWatch(TorchFunctionMode):
+    """Fails on the first torch operation that returns, in new memory, a tensor with a dim of the watched size."""
+
+    def __init__(self, name: str, tensor: torch.Tensor, axis: int):
+        super().__init__()
+        self.name, self.tensor, self.size = name, tensor, tensor.shape[axis]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for result in out if isinstance(out, (tuple, list)) else (out,):
+            if (isinstance(result, torch.Tensor) and not result.is_meta and self.size in result.shape
+                    and result.untyped_storage().data_ptr() != self.tensor.untyped_storage().data_ptr()):
+                raise WholeAxisError(
+                    f"`{getattr(func, '__name__', func)}` made a new {list(result.shape)} tensor as long as all "
+                    f"{self.size} rows of {self.name}; work on one block at a time (a slice such as "
+                    f"{self.name}[..., start:start + block_size, :] is a view and costs nothing)")
+        return out
+
+
+def forbid_whole_axis(fn: Callable, name: str, axis: int) -> Callable:
+    """``fn`` wrapped so that a call fails with ``WholeAxisError`` if a torch operation inside it returns
+    a tensor in new memory that has a dim as long as axis ``axis`` of the argument ``name``.
+
+    Views of the argument (slices, transposes) are allowed. Choose the case sizes so that no other
+    dim of a correct solution has that length.
+    """
+    signature = inspect.signature(fn)
+    if name not in signature.parameters:
+        raise ValueError(f"forbid_whole_axis: {getattr(fn, '__name__', fn)} has no argument {name!r}; "
+                         f"its arguments are {list(signature.parameters)}")
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        watched = signature.bind(*args, **kwargs).arguments[name]
+        with _AxisWatch(name, watched, axis):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+class ForbiddenModuleError(RuntimeError):
+    """Raised inside a function wrapped by ``forbid_modules`` when it calls one of the refused modules."""
+
+
+def forbid_modules(fn: Callable, *classes: type) -> Callable:
+    """``fn`` wrapped so that calling an instance of ``classes`` (subclasses included) inside it fails.
+
+    For an exercise that asks for what such a module computes: calling the package's module
+    would pass the comparison without writing anything. Other modules, such as its submodules,
+    may be called freely.
+    """
+    if not classes or not all(isinstance(c, type) and issubclass(c, torch.nn.Module) for c in classes):
+        raise ValueError(f"forbid_modules needs nn.Module classes, got {classes!r}")
+    names = " or ".join(c.__name__ for c in classes)
+
+    def refuse(module: torch.nn.Module, inputs: Any) -> None:
+        if isinstance(module, classes):
+            raise ForbiddenModuleError(f"this exercise asks you to write what {names} computes, so calling "
+                                       f"{type(module).__name__} is not allowed here; call its parts instead")
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(refuse)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            handle.remove()
+
+    return wrapped

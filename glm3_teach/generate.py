@@ -202,11 +202,12 @@ def _decode(step, input_ids, attention_mask, stop_ids, pad_token_id, max_new_tok
                                      "the checkpoint, or run in float32 if float16 overflowed")
         logits = process_logits(last_logits, pad_free[:, :n], do_sample=do_sample, **transforms)
         next_ids = choose_next_token(logits, do_sample, generator)             # [batch]
-        next_ids, finished = finish_rows(next_ids, finished, stop_ids, pad_token_id)
+        if stop_ids is not None:                                               # without stop ids no row finishes
+            next_ids, finished = finish_rows(next_ids, finished, stop_ids, pad_token_id)
         yield next_ids
         tokens[:, n] = next_ids
         pad_free[:, n] = next_ids
-        if bool(finished.all()):
+        if stop_ids is not None and bool(finished.all()):
             return
 
 

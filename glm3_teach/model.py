@@ -16,7 +16,7 @@ real ``chatglm3-6b`` checkpoint (200 tensors for the 6B config)::
     transformer.output_layer.weight
 
 The forward pass: ``word_embeddings(input_ids)`` (no scaling, no position embedding), the
-rope cache indexed by ``position_ids``, ``num_layers`` pre-norm ``GLMBlock``s, the final
+rope cache rows of the tokens' positions, ``num_layers`` pre-norm ``GLMBlock``s, the final
 RMSNorm and the untied ``output_layer`` giving ``logits [batch, seq, padded_vocab_size]``.
 Activations are batch-first here; the real code is sequence-first with the same numbers.
 
@@ -211,8 +211,7 @@ class ChatGLMForCausalLM(nn.Module):
         caller such as ``generate`` that checked them once and feeds the model its own tokens.
         """
         batch, seq_len, past_len = self._check_inputs(input_ids, attention_mask, kv_cache, check_inputs)
-        position_ids = self._position_ids(batch, seq_len, past_len, attention_mask, position_ids, input_ids.device)
-        rope_cache = self.transformer.rotary_pos_emb(self.config.seq_length)[position_ids]  # [b, s, rot/2, 2]
+        rope_cache = self._rope_cache(batch, seq_len, past_len, attention_mask, position_ids, input_ids.device)
         kv_cache, attention_mask, prefix_len = self._add_prefix(kv_cache, attention_mask, batch)
         mask, is_causal = self._mask(attention_mask, seq_len, past_len + prefix_len, input_ids.device,
                                      open_pad_rows=prefix_len == 0)
@@ -333,6 +332,19 @@ class ChatGLMForCausalLM(nn.Module):
             raise ValueError(f"the KVCache holds {cache.length} entries but this P-Tuning model's cache starts "
                              f"with its pre_seq_len={prefix_len} prefix slots; start from an empty KVCache")
         return max(0, cache.length - prefix_len)
+
+    def _rope_cache(self, batch: int, seq_len: int, past_len: int, attention_mask: torch.Tensor | None,
+                    position_ids: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """The rope table's rows for these tokens: ``[b, s, rot/2, 2]``, or ``[s, rot/2, 2]`` shared by the batch.
+
+        Without a mask or given positions every row has positions ``past .. past+s-1``, so the
+        rows are one slice of the table (the same values as indexing it by those positions,
+        without building the indices at every decoding step).
+        """
+        table = self.transformer.rotary_pos_emb(self.config.seq_length)             # [seq_length, rot/2, 2]
+        if attention_mask is None and position_ids is None:
+            return table[past_len:past_len + seq_len]                               # [s, rot/2, 2]
+        return table[self._position_ids(batch, seq_len, past_len, attention_mask, position_ids, device)]
 
     def _position_ids(self, batch: int, seq_len: int, past_len: int, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None, device: torch.device) -> torch.Tensor:

@@ -91,11 +91,12 @@ def apply_rotary_pos_emb(x: torch.Tensor, rope_cache: torch.Tensor) -> torch.Ten
     if seq_len != x.shape[2] or rotary_dim > x.shape[-1] or rope_cache.shape[-1] != 2:
         raise ValueError(f"rope_cache {list(rope_cache.shape)} does not fit x {list(x.shape)}: it needs "
                          f"[batch, seq_len={x.shape[2]}, pairs <= {x.shape[-1] // 2}, 2]")
-    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
-    x_pairs = x_rot.unflatten(-1, (pairs, 2))                             # [b, h, s, pairs, 2]
-    cos = rope_cache[..., 0].unsqueeze(1).to(x.dtype)                     # [b, 1, s, pairs]
-    sin = rope_cache[..., 1].unsqueeze(1).to(x.dtype)                     # [b, 1, s, pairs]
-    even, odd = x_pairs[..., 0], x_pairs[..., 1]                          # x[2i], x[2i+1]: [b, h, s, pairs]
+    # Few, whole-tensor ops: decoding calls this for every layer and every new token.
+    if rope_cache.dtype != x.dtype:
+        rope_cache = rope_cache.to(x.dtype)
+    x_rot, x_pass = x.split([rotary_dim, x.shape[-1] - rotary_dim], dim=-1)  # [b, h, s, rotary_dim], the rest
+    even, odd = x_rot.unflatten(-1, (pairs, 2)).unbind(-1)                # x[2i], x[2i+1]: [b, h, s, pairs]
+    cos, sin = rope_cache.unsqueeze(1).unbind(-1)                         # [b, 1, s, pairs] each
     rotated = torch.stack([even * cos - odd * sin, odd * cos + even * sin], dim=-1)  # [b, h, s, pairs, 2]
     return torch.cat([rotated.flatten(-2), x_pass], dim=-1)               # [b, h, s, head_dim]
 
@@ -127,8 +128,9 @@ class RotaryEmbedding(nn.Module):
         """
         key = (seq_len, self.inv_freq.dtype, self.inv_freq.device)
         if getattr(self, "_cache_key", None) != key:
-            self._cache = build_rope_cache(seq_len, self.rotary_dim, self.rope_ratio, dtype=self.inv_freq.dtype,
-                                           device=self.inv_freq.device, base=self.base)
+            with torch.inference_mode(False):  # a table made under inference_mode could never be used in training
+                self._cache = build_rope_cache(seq_len, self.rotary_dim, self.rope_ratio, dtype=self.inv_freq.dtype,
+                                               device=self.inv_freq.device, base=self.base)
             self._cache_key = key
         return self._cache
 

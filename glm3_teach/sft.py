@@ -43,8 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import tomllib
 import torch
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 IGNORE_INDEX = -100   # labels with this value carry no loss (PyTorch's cross_entropy default)
 TOOL_PROMPT = "Answer the following questions as best as you can. You have access to the following tools:"

@@ -227,7 +227,7 @@ assert abs(parts["word_embeddings"] / total - 0.043) < 0.0005 and parts["output_
 qkv_out = config["num_attention_heads"] * config["kv_channels"] + 2 * config["multi_query_group_num"] * config["kv_channels"]
 kv_saving = config["num_attention_heads"] / config["multi_query_group_num"]
 print(f"query_key_value output width: {qkv_out} (= 32 query heads x 128 + 2 x 2 groups x 128)")
-print(f"the key/value cache is {kv_saving:.0f}x smaller than with one key/value head per query head")
+print(f"the KV cache is {kv_saving:.0f}x smaller than with one KV group per query head")
 assert qkv_out == 4608 and kv_saving == 16
 
 # %% [markdown]
@@ -364,11 +364,11 @@ assert not result  # the wrong version really is caught
 # Read it from the top: which case failed (the second of three), its input, what the reference
 # returned, what yours returned, and a hint, which appears only once a case has failed.
 #
-# "Chinese character" is a wider class than this exercise's definition. Unicode's **CJK Unified
+# "Chinese character" is a wider class than this example's definition. Unicode's **CJK Unified
 # Ideographs** block U+4E00..U+9FFF holds 20,992 characters, among them all the common ones (and
 # every one this corpus uses); Extension A (U+3400..U+4DBF) and the extensions from U+20000 on hold tens of thousands
 # of rarer ones, such as 𠮷 (U+20BB7, a variant of 吉 used in names), and the compatibility block
-# (U+F900..U+FAFF) holds duplicates kept for old encodings (U+F900 looks exactly like 豈 U+8C48). The exercise counts the basic block
+# (U+F900..U+FAFF) holds duplicates kept for old encodings (U+F900 looks exactly like 豈 U+8C48). The example counts the basic block
 # only, as the regular expression above does:
 
 # %% tags=["nbval-check-output"]
@@ -379,39 +379,85 @@ assert [count_han_reference(ch) for ch in samples] == [1, 0, 0, 0]
 
 
 # %% [markdown]
-# ### Exercise 1: count the Chinese characters
-# Write `count_han(text)` returning how many characters of `text` lie in the basic CJK Unified
-# Ideographs block (U+4E00 to U+9FFF; the extension blocks do not count here). Replace
-# `raise NotImplementedError` with your code, then run the check below it.
+# ### Exercise 1: the memory of a long conversation
+# While it generates, ChatGLM3 keeps the keys and values of every token it has read (the **KV
+# cache**, lesson 07), so a long chat costs memory beyond the weights. Write
+# `kv_cache_bytes(config, tokens)`: how many bytes that cache takes for `tokens` tokens of one
+# conversation, at 2 bytes a value (fp16 or bf16, as ChatGLM3-6B runs), for a config dict like
+# the one above. Decide which of its numbers matter: not all of them do. The check compares your
+# function with the package's on four configs.
 
 # %%
-def count_han(text: str) -> int:
+def kv_cache_bytes(config: dict, tokens: int) -> int:
     raise NotImplementedError
 
 
 # %%
-check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵", "𠮷野家"],
-      hint="test each character with '\\u4e00' <= ch <= '\\u9fff'");
+from glm3_teach.checks import Case
+from glm3_teach.config import ChatGLMConfig
+from glm3_teach.generate import kv_cache_bytes as package_kv_cache_bytes
+from glm3_teach.layers import GLMBlock
+
+
+def shapes(config: dict) -> ChatGLMConfig:
+    """The package's config object from the numbers of a config dict."""
+    return ChatGLMConfig(**{key: config[key] for key in CHATGLM3_6B})
+
+
+check("kv_cache_bytes", kv_cache_bytes, lambda c, tokens: package_kv_cache_bytes(shapes(c), tokens),
+      [Case((config, 1), label="ChatGLM3-6B, one token"),
+       Case((config, 8192), label="ChatGLM3-6B, its whole 8,192-token context"),
+       Case(({**config, "multi_query_group_num": 32}, 8192), label="one key/value head per query head (32 groups)"),
+       Case(({**config, "num_layers": 2, "ffn_hidden_size": 1024}, 100), label="2 layers and a narrow FFN")],
+      hint="per token and layer the cache holds one key and one value vector for each KV group (not each "
+           "query head), kv_channels values each; the FFN and the vocabulary play no part");
 
 
 # %% [markdown]
-# ### Exercise 2: the parameters of one GLM block
-# Using the config above, write `block_parameters(config)` returning the number of parameters in
-# **one** GLM block of ChatGLM3-6B: `query_key_value` (weight and bias), `dense`,
-# `dense_h_to_4h`, `dense_4h_to_h` and the two RMSNorm weights. (Answer: 203,960,832.)
+# ### Exercise 2: what two KV groups save in weights
+# ChatGLM3-6B lets 16 query heads share each key and value head. Write
+# `gqa_saved_parameters(config)`: how many parameters **one** GLM block would have *more* if
+# every query head had its own key and value head (`multi_query_group_num` equal to
+# `num_attention_heads`), everything else unchanged. Only one of the block's matrices changes:
+# find which, and do not forget its bias. The check counts the package's real `GLMBlock` (built
+# on PyTorch's "meta" device, which allocates no memory) with both settings.
 
 # %%
-def block_parameters(config: dict) -> int:
+def gqa_saved_parameters(config: dict) -> int:
     raise NotImplementedError
 
 
 # %%
-def block_parameters_reference(config: dict) -> int:
-    return chatglm3_parameter_count({**config, "num_layers": 1})["1 GLM blocks"]
+def block_size(config: dict) -> int:
+    with torch.device("meta"):                    # shapes only: no memory, no initialisation
+        block = GLMBlock(shapes(config))
+    return sum(p.numel() for p in block.parameters())
 
 
-check("block_parameters", block_parameters, block_parameters_reference, [(config,), ({**config, "ffn_hidden_size": 1024},)],
-      hint="query_key_value maps hidden_size to 32*128 + 2*2*128 outputs and has a bias");
+def saved_by_groups(config: dict) -> int:
+    return block_size({**config, "multi_query_group_num": config["num_attention_heads"]}) - block_size(config)
+
+
+check("gqa_saved_parameters", gqa_saved_parameters, saved_by_groups,
+      [Case((config,), label="ChatGLM3-6B (2 groups)"),
+       Case(({**config, "multi_query_group_num": 8},), label="8 groups"),
+       Case(({**config, "add_qkv_bias": False},), label="no query_key_value bias"),
+       Case(({**config, "hidden_size": 256, "num_attention_heads": 4, "kv_channels": 64, "ffn_hidden_size": 683},),
+            label="a course-sized block: 4 heads of 64, 2 groups")],
+      hint="query_key_value has num_attention_heads*kv_channels query outputs plus 2*groups*kv_channels key and "
+           "value outputs; each output has hidden_size weights and, with add_qkv_bias, one bias");
+
+# %% [markdown]
+# With both exercises done you can say what grouped-query attention buys ChatGLM3-6B: the cache
+# of exercise 1 shrinks 16-fold, while the weights of exercise 2 shrink by about a seventh of the
+# model:
+
+# %% tags=["nbval-check-output"]
+saving = saved_by_groups(config) * config["num_layers"]
+print(f"32 groups instead of 2: {saving / 1e6:,.0f} M more weights ({saving / total:.1%} of the model), and a KV cache "
+      f"of {package_kv_cache_bytes(shapes({**config, 'multi_query_group_num': 32}), 8192) / 2**30:.1f} GiB instead of "
+      f"{package_kv_cache_bytes(shapes(config), 8192) / 2**30:.2f} GiB for 8,192 tokens")
+assert 0.13 < saving / total < 0.15
 
 # %% [markdown]
 # Solutions are in `notebooks/solutions/00_setup_solutions.ipynb`; try first.

@@ -9,10 +9,12 @@
 # **You will learn**
 # - why an embedding layer is a lookup table, and why that equals multiplying a one-hot vector by a matrix;
 # - why attention is blind to word order, shown with numbers;
-# - RoPE as rotations of 2-D pairs, and why the score `q·k` then depends only on the distance `m - n`;
+# - RoPE as rotations of 2-D pairs (and as multiplication by `e^{imθ}`), and why the score `q·k` then
+#   depends only on the distance `m - n`;
 # - ChatGLM3's variant (first half of each head, adjacent pairs `(0,1), (2,3), ...`, as in Meta's LLaMA)
 #   next to the half-split `rotate_half` form of GPT-NeoX and Hugging Face's LLaMA port: different
-#   outputs, same relative-position property, related by a reordering of dims;
+#   outputs, same relative-position property, related by a reordering of dims (exercise 1 converts
+#   a checkpoint from one to the other);
 # - the frequency and wavelength of every pair, for ChatGLM3-6B (`head_dim` 128) and for the course model (64);
 # - what `rope_ratio` does for long contexts, and why the cos/sin cache is computed in fp32.
 
@@ -30,11 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from einops import rearrange
+
 from glm3_teach import ChatGLMConfig, ChatGLMForCausalLM, check, load_tokenizer, pick_device, seed_everything
 from glm3_teach.fonts import use_cjk_font
 
 device = pick_device()
-generator = seed_everything(0)
+seed_everything(0)  # and each experiment below draws from its own generator, so rerunning a cell changes nothing else
 use_cjk_font()
 print("device:", device)
 
@@ -179,6 +183,7 @@ assert [ids_a[p] for p in perm] == ids_b
 
 # %% tags=["nbval-check-output"]
 HEAD_DIM = COURSE.kv_channels
+generator = seed_everything(3)
 w_q, w_k, w_v = (torch.randn(COURSE.hidden_size, HEAD_DIM, generator=generator, dtype=torch.float64) / 16
                  for _ in range(3))
 table = embedding.weight.detach().double()  # the embedding rows, [vocab, hidden_size]
@@ -245,6 +250,58 @@ for m, n in [(0, 0), (3, 3), (7, 7), (2, 0), (5, 3), (9, 7), (0, 4), (6, 10)]:
     score = (rotation_2d(m * theta) @ q2) @ (rotation_2d(n * theta) @ k2)
     print(f"m={m}, n={n}, m-n={m - n:>2}: q·k = {score.item():+.4f}")
     assert math.isclose(score.item(), (q2 @ rotation_2d((n - m) * theta) @ k2).item(), abs_tol=1e-12)
+
+
+# %% [markdown]
+# The picture of that check: for three pairs of positions at the same distance `m - n = 2`, the
+# query and the key have turned by different amounts, but by the same *difference*, so the angle
+# between them, and with it their dot product, is the same in every panel.
+
+# %%
+def draw_rotating_together():
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
+    for ax, (m, n) in zip(axes, [(2, 0), (5, 3), (9, 7)]):
+        rq, rk = rotation_2d(m * theta) @ q2, rotation_2d(n * theta) @ k2
+        for vec, colour, name in [(rq, "#1f77b4", f"q @ {m}"), (rk, "#ff7f0e", f"k @ {n}")]:
+            ax.annotate("", xy=vec.tolist(), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2))
+            ax.text(*(1.15 * vec).tolist(), name, color=colour, ha="center", va="center")
+        a_q, a_k = math.atan2(rq[1], rq[0]), math.atan2(rk[1], rk[0])
+        gap = (a_q - a_k) % (2 * math.pi)
+        arc = torch.linspace(a_k, a_k + gap, 30)
+        ax.plot(0.35 * arc.cos(), 0.35 * arc.sin(), color="#555555")
+        ax.add_patch(plt.Circle((0, 0), 1.118, fill=False, color="#dddddd"))
+        ax.set_xlim(-1.5, 1.5); ax.set_ylim(-1.5, 1.5); ax.set_aspect("equal")
+        ax.set_title(f"m={m}, n={n}: 夹角 angle {gap:.2f}, q·k = {(rq @ rk).item():+.3f}", fontsize=9)
+    fig.suptitle("q 和 k 一起旋转, 夹角不变 (q and k turn together; the angle between them stays)")
+    return fig
+
+
+draw_rotating_together()
+plt.show()
+
+
+# %% [markdown]
+# **The complex-number view.** Read a pair `(x0, x1)` as the complex number `z = x0 + i·x1`.
+# Multiplying by `e^{ia} = cos a + i·sin a` rotates it by `a`: `(x0 + i·x1)(cos a + i·sin a)` has real part
+# `x0·cos a - x1·sin a` and imaginary part `x1·cos a + x0·sin a`, the same formula as `R(a)`. The dot
+# product of two pairs is the real part of `z_q · conj(z_k)`, so after RoPE it is
+# `Re(z_q e^{imθ} · conj(z_k e^{inθ})) = Re(z_q · conj(z_k) · e^{i(m-n)θ})`: only `m - n` is left. Meta's
+# LLaMA code computes RoPE exactly this way (`torch.view_as_complex` on adjacent pairs, times
+# `torch.polar`):
+
+# %% tags=["nbval-check-output"]
+def turn(z, angle):
+    """Rotate the complex number z by angle radians: z · e^{i·angle}."""
+    return z * torch.polar(torch.tensor(1.0, dtype=torch.float64), torch.tensor(angle, dtype=torch.float64))
+
+
+z_q, z_k = torch.complex(q2[0], q2[1]), torch.complex(k2[0], k2[1])
+for m, n in [(2, 0), (5, 3), (9, 7)]:
+    complex_score = (turn(z_q, m * theta) * turn(z_k, n * theta).conj()).real.item()
+    matrix_score = ((rotation_2d(m * theta) @ q2) @ (rotation_2d(n * theta) @ k2)).item()
+    print(f"m={m}, n={n}: complex numbers {complex_score:+.4f}, rotation matrices {matrix_score:+.4f}")
+    assert math.isclose(complex_score, matrix_score, abs_tol=1e-12)
+    assert math.isclose(complex_score, turn(z_q * z_k.conj(), (m - n) * theta).real.item(), abs_tol=1e-12)
 
 
 # %% [markdown]
@@ -352,6 +409,7 @@ print(rotation_matrix(my_rope_cache(2, 4)[1], head_dim=8).numpy().round(2))
 # %% tags=["nbval-check-output"]
 from glm3_teach.rope import apply_rotary_pos_emb, build_rope_cache, rope_frequencies
 
+generator = seed_everything(5)
 x_small, x_course, x_glm3 = (torch.randn(shape, generator=generator) for shape in
                              [(1, 1, 4, 8), (2, 4, 10, 64), (1, 2, 6, 128)])
 results = [
@@ -438,9 +496,21 @@ def interleaved_to_half_split_order(head_dim, rotary_dim):
 
 order = interleaved_to_half_split_order(64, 32)
 print(order[:20], "...")
+generator = seed_everything(6)
 x_heads = torch.randn(1, 2, 12, 64, generator=generator)
 cache_12 = build_rope_cache(12, 32)
 torch.testing.assert_close(half_split_rope(x_heads[..., order], cache_12), apply_rotary_pos_emb(x_heads, cache_12)[..., order])
+
+# %% [markdown]
+# And Meta's complex-number form (section 4) on adjacent pairs is ChatGLM's interleaved rotation,
+# number for number, on the rotated part:
+
+# %%
+rotated = x_heads[..., :32].double()                                            # [1, 2, 12, 32]: the rotated part
+pairs = torch.view_as_complex(rearrange(rotated, "... (p two) -> ... p two", two=2).contiguous())  # [1, 2, 12, 16]
+angles = build_rope_cache(12, 32).double()                                      # [12, 16, 2] (cos, sin)
+meta_style = torch.view_as_real(pairs * torch.complex(angles[..., 0], angles[..., 1])).flatten(-2)
+torch.testing.assert_close(meta_style, apply_rotary_pos_emb(x_heads, cache_12)[..., :32].double(), atol=1e-6, rtol=0)
 
 
 # %% [markdown]
@@ -464,6 +534,7 @@ def is_constant_along_diagonals(table, atol):
                for d in range(-len(table) + 1, len(table)))
 
 
+generator = seed_everything(7)
 q, k = torch.randn(2, 64, generator=generator, dtype=torch.float64)
 scores = score_table(apply_rotary_pos_emb, q, k, 8, 32)
 print("rows: query position m, columns: key position n")
@@ -692,9 +763,10 @@ assert torch.arange(1000, 1006).to(torch.bfloat16).unique().numel() < 6 and erro
 # %% [markdown]
 # ## 11. RoPE inside the model
 #
-# In the package's model, `transformer.rotary_pos_emb(seq_length)` builds the cache once per forward,
-# `[position_ids]` picks each token's row, and every attention layer calls `apply_rotary_pos_emb` on its
-# queries (all heads) and keys (the KV groups), never on the values. Nothing else in the model knows
+# In the package's model, `transformer.rotary_pos_emb(seq_length)` builds the cache once (and keeps
+# it), `[position_ids]` picks each token's row (a plain slice of the table when there is no padding),
+# and every attention layer calls `apply_rotary_pos_emb` once on its queries (all heads) and keys
+# (the KV groups) side by side, never on the values. Nothing else in the model knows
 # positions, so an (untrained) course model gives the same logits when every position is shifted by
 # 100, and different logits when the tokens are reordered. The reordering is not a test of RoPE,
 # though: with every position set to 0 (RoPE then rotates nothing) the 4-layer model still tells the
@@ -723,22 +795,54 @@ assert order_change_without_rope > 0.5 * order_change
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 1: the wavelength of pair `i`
-# Write `wavelength(i, rotary_dim, rope_ratio=1.0)` returning, as a Python float, how many positions
-# pair `i` needs for one full turn.
+# ### Exercise 1: load a half-split checkpoint into ChatGLM's RoPE
+# Section 6 showed that the two pairings differ by a reordering of the dims. Suppose a model was
+# trained with the **half-split** form (pairs `(i, i + rotary_dim/2)`), and you want to run it with
+# ChatGLM's interleaved `apply_rotary_pos_emb`. Write `half_split_to_interleaved(weight, head_dim,
+# rotary_dim)`: `weight` holds the rows of its `W_q` (or `W_k`), `[num_heads * head_dim, hidden]`,
+# head after head; return the rows reordered so that interleaved RoPE on the new projection gives
+# exactly the scores `q·k` that half-split RoPE gave on the old one, at every pair of positions.
+# (Hugging Face's LLaMA conversion does the opposite direction.) Which way does the reordering go,
+# and what happens to the dims that do not rotate?
 
 # %%
-def wavelength(i, rotary_dim, rope_ratio=1.0):
+def half_split_to_interleaved(weight, head_dim, rotary_dim):
     raise NotImplementedError
 
 
-# %%
-def wavelength_reference(i, rotary_dim, rope_ratio=1.0):
-    return 2 * math.pi / rope_frequencies(rotary_dim, rope_ratio)[i].item()
+# %% tags=["nbval-check-output"]
+from glm3_teach.checks import Case
 
 
-result = check("wavelength", wavelength, wavelength_reference, [(0, 64), (31, 64), (15, 32), (10, 64, 50.0)],
-               hint="theta_i = (10000 * rope_ratio) ** (-2i / rotary_dim); one turn is 2π radians")
+def scores_with(rope_fn, w_q, w_k, x, head_dim, rotary_dim):
+    """Scores q·k [heads, seq, seq] of x [seq, hidden] through w_q, w_k and rope_fn at positions 0..seq-1."""
+    cache = build_rope_cache(x.shape[0], rotary_dim)
+    q = rope_fn(rearrange(x @ w_q.T, "s (h d) -> 1 h s d", d=head_dim), cache)   # [1, heads, seq, head_dim]
+    k = rope_fn(rearrange(x @ w_k.T, "s (h d) -> 1 h s d", d=head_dim), cache)
+    return (q @ k.transpose(-2, -1))[0]
+
+
+def converted_scores(convert, w_q, w_k, x, head_dim, rotary_dim):
+    """The scores of interleaved RoPE after ``convert`` reordered the rows of w_q and w_k."""
+    w_q, w_k = convert(w_q, head_dim, rotary_dim), convert(w_k, head_dim, rotary_dim)
+    return scores_with(apply_rotary_pos_emb, w_q, w_k, x, head_dim, rotary_dim)
+
+
+def conversion_case(heads, head_dim, rotary_dim, hidden, seq, label):
+    w_q, w_k = (torch.randn(heads * head_dim, hidden, generator=generator) / hidden ** 0.5 for _ in range(2))
+    return Case(args=(w_q, w_k, torch.randn(seq, hidden, generator=generator), head_dim, rotary_dim), label=label)
+
+
+generator = seed_everything(21)
+conversion_cases = [conversion_case(3, 8, 8, 12, 5, "3 heads of 8 dims, all rotated"),
+                    conversion_case(2, 64, 32, 32, 9, "course heads: 32 of 64 dims rotated"),
+                    conversion_case(1, 128, 64, 48, 7, "a ChatGLM3-6B head: 64 of 128 rotated")]
+result = check("half_split_to_interleaved", lambda *case: converted_scores(half_split_to_interleaved, *case),
+               lambda w_q, w_k, x, head_dim, rotary_dim: scores_with(half_split_rope, w_q, w_k, x, head_dim, rotary_dim),
+               conversion_cases,
+               hint="new row j of a head must produce what half-split RoPE expects there: the new q satisfies "
+                    "q_new[..., order] = q_old, so take rows in the order order.argsort(), head by head "
+                    "(rearrange(weight, '(h d) i -> h d i', d=head_dim)); the unrotated dims stay where they are")
 
 
 # %% [markdown]
@@ -753,14 +857,11 @@ def rotate_pairs(x, cos, sin):
 
 
 # %%
-def rotate_pairs_reference(x, cos, sin):
-    rope_cache = torch.stack([cos, sin], dim=-1)                     # [seq, pairs, 2]
-    return apply_rotary_pos_emb(x[None, None], rope_cache)[0, 0]     # the whole x is the rotated part
-
-
+generator = seed_everything(22)
 cache_5 = build_rope_cache(5, 8)
 cache_7 = build_rope_cache(7, 32)
-result = check("rotate_pairs", rotate_pairs, rotate_pairs_reference,
+result = check("rotate_pairs", rotate_pairs,
+               lambda x, cos, sin: apply_rotary_pos_emb(x[None, None], torch.stack([cos, sin], dim=-1))[0, 0],
                [(torch.arange(1.0, 9.0).repeat(5, 1), cache_5[..., 0], cache_5[..., 1]),
                 (torch.randn(7, 32, generator=generator), cache_7[..., 0], cache_7[..., 1])],
                hint="out[2i] = x[2i]·cos - x[2i+1]·sin and out[2i+1] = x[2i+1]·cos + x[2i]·sin; "
@@ -780,11 +881,9 @@ def rope_cache_at(position_ids, rotary_dim, rope_ratio=1.0):
 
 
 # %%
-def rope_cache_at_reference(position_ids, rotary_dim, rope_ratio=1.0):
-    return build_rope_cache(int(position_ids.max()) + 1, rotary_dim, rope_ratio)[position_ids]
-
-
-result = check("rope_cache_at", rope_cache_at, rope_cache_at_reference,
+result = check("rope_cache_at", rope_cache_at,
+               lambda position_ids, rotary_dim, rope_ratio=1.0:  # the package's cache, indexed by the positions
+               build_rope_cache(int(position_ids.max()) + 1, rotary_dim, rope_ratio)[position_ids],
                [(torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]), 8), (torch.tensor([[5, 6, 7]]), 32, 50.0),
                 (torch.tensor([[8000, 8191]]), 64)],
                atol=2e-3, hint="angles = position_ids[..., None].float() * theta; stack cos and sin on a new last dim")
@@ -798,11 +897,13 @@ result = check("rope_cache_at", rope_cache_at, rope_cache_at_reference,
 # - Attention alone sees a set, not a sequence: reordering tokens reorders the outputs, and the last
 #   token of "小猫喜欢小狗。" and "小狗喜欢小猫。" gets the same output.
 # - RoPE rotates 2-D pairs of the queries and keys by `position × θ_i`; since `R(m)ᵀR(n) = R(n - m)`,
-#   `q·k` depends only on the distance, and shifting all positions changes nothing.
+#   `q·k` depends only on the distance, and shifting all positions changes nothing. Read as complex
+#   numbers, RoPE multiplies each pair by `e^{i·pos·θ_i}` (Meta's LLaMA code computes it that way).
 # - ChatGLM3 rotates only the first half of each head (`rotary_dim = head_dim // 2`), in interleaved
 #   pairs `(2i, 2i+1)` as in Meta's LLaMA, with `θ_i = (10000 · rope_ratio)^(-2i/rotary_dim)`. The
 #   half-split form (GPT-NeoX, Hugging Face's LLaMA port) gives different numbers (a reordering of
-#   the dims), with the same relative property.
+#   the dims), with the same relative property; a checkpoint moves from one to the other by
+#   reordering the rows of `W_q` and `W_k` inside each head.
 # - Without positions, one causal layer cannot tell word orders apart at the last token; from two
 #   layers on the causal mask leaks order, so only a `position_ids = 0` control isolates RoPE.
 # - Wavelengths run from 2π to about 47,000 positions in ChatGLM3-6B (35,000 in the course model);

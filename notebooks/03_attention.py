@@ -13,14 +13,18 @@
 # - scaled dot-product attention from scratch, with the causal mask, the KV-cache case and padding;
 # - multi-head attention, and ChatGLM3's **grouped-query attention** (32 query heads share 2 KV groups);
 # - how much KV-cache memory those 2 groups save on ChatGLM3-6B (16x, computed);
-# - the layout of ChatGLM3's fused `query_key_value` projection, and one attention layer assembled by hand;
+# - the layout of ChatGLM3's fused `query_key_value` projection, the shapes through one layer, and
+#   that layer assembled by hand (exercise 5: write it so a checkpoint loads into it);
 # - that PyTorch's `scaled_dot_product_attention` computes the same numbers;
 # - the mask families of BERT, GPT and GLM, and why every ChatGLM3 prompt starts with `[gMASK] sop`;
-# - how to draw attention maps, explore them live, and name what trained heads do with pattern scores.
+# - how to draw attention maps, explore them live, and name what trained heads do with pattern scores;
+# - (stretch) the online softmax behind FlashAttention, one block of keys at a time.
 
 # %% [markdown]
 # Every lesson starts the same way. Random tensors are made on the CPU with a fixed seed and
 # moved to `device` where the computation matters, so printed numbers agree on every machine.
+# Each experiment draws from its own generator (`generator = seed_everything(n)` at its top), so
+# running a cell again gives the same numbers and never shifts the cells after it.
 
 # %% tags=["nbval-ignore-output"]
 import math
@@ -36,7 +40,7 @@ from glm3_teach.checks import check, check_value
 from glm3_teach.fonts import use_cjk_font
 
 device = pick_device()
-generator = seed_everything(0)
+seed_everything(0)
 use_cjk_font()
 print("device:", device)
 
@@ -99,12 +103,13 @@ assert abs(weights.sum().item() - 1) < 1e-6 and weights[:2].sum() > 0.9
 # An experiment: 4096 random pairs for each head dimension.
 
 # %% tags=["nbval-check-output"]
+generator = seed_everything(1)
 dims = [8, 16, 32, 64, 128, 256]
 variance = {}
 for d in dims:
-    q = torch.randn(4096, d, generator=generator)  # [pairs, d], entries ~ N(0, 1)
-    k = torch.randn(4096, d, generator=generator)
-    dot = (q * k).sum(dim=-1)                      # [pairs]
+    q_pairs = torch.randn(4096, d, generator=generator)  # [pairs, d], entries ~ N(0, 1)
+    k_pairs = torch.randn(4096, d, generator=generator)
+    dot = (q_pairs * k_pairs).sum(dim=-1)                # [pairs]
     variance[d] = dot.var().item()
     print(f"d = {d:>3}: Var(q·k) = {variance[d]:6.1f}   Var(q·k)/d = {variance[d] / d:.2f}   "
           f"Var(q·k/√d) = {(dot / math.sqrt(d)).var().item():.2f}")
@@ -126,11 +131,12 @@ def softmax_stats(scores):
     return p.max(dim=-1).values.mean().item(), (p * (1 - p)).sum(dim=-1).mean().item()
 
 
+generator = seed_everything(2)
 saturation = {}
 for d in [16, 64, 128, 256]:
-    q = torch.randn(2000, 1, d, generator=generator)   # [rows, 1, d]
-    k = torch.randn(2000, 16, d, generator=generator)  # [rows, 16 keys, d]
-    dot = (q * k).sum(dim=-1)                          # [rows, 16]
+    q_rows = torch.randn(2000, 1, d, generator=generator)   # [rows, 1, d]
+    k_rows = torch.randn(2000, 16, d, generator=generator)  # [rows, 16 keys, d]
+    dot = (q_rows * k_rows).sum(dim=-1)                     # [rows, 16]
     saturation[d] = softmax_stats(dot), softmax_stats(dot / math.sqrt(d))
     (top_raw, grad_raw), (top_scaled, grad_scaled) = saturation[d]
     print(f"d = {d:>3}: top weight {top_raw:.2f} unscaled vs {top_scaled:.2f} scaled; "
@@ -232,7 +238,8 @@ torch.testing.assert_close(stable_softmax(big), torch.softmax(big, dim=-1))
 #
 # ## 4. Scaled dot-product attention from scratch
 #
-# From now on tensors are laid out `[batch, heads, seq, head_dim]` (nanoGPT's `(B, nh, T, hs)`).
+# From now on tensors are laid out `[batch, heads, seq, head_dim]` (nanoGPT's `(B, nh, T, hs)`);
+# `q`, `k`, `v` always have this shape, and tensors of other shapes get other names.
 # The whole operation is four lines. A **mask** says which keys each query may see; this course
 # uses PyTorch's convention, `True` = may attend; forbidden scores become $-\infty$ before the
 # softmax, so they get weight exactly 0.
@@ -254,7 +261,8 @@ def attention(q, k, v, mask=None):
 # %% tags=["nbval-check-output"]
 from glm3_teach.attention import explicit_attention
 
-q, k, v = torch.randn(3, 2, 4, 6, 16, generator=generator).unbind(0)  # each [2, 4, 6, 16]
+generator = seed_everything(3)
+q, k, v = torch.randn(3, 2, 4, 6, 16, generator=generator).unbind(0)  # each [2, 4, 6, 16]: [b, heads, seq, head_dim]
 lower = torch.ones(6, 6, dtype=torch.bool).tril()                    # [6, 6]
 result = check("attention", attention, explicit_attention, [(q, k, v), (q, k, v, lower)])
 
@@ -307,6 +315,14 @@ chatglm3_style = ~causal_mask(4)  # what ChatGLM3's get_masks would build (True 
 print(chatglm3_style.int())
 
 # %% [markdown]
+# Two more differences in layout, so the real code does not surprise you. ChatGLM3 keeps its
+# activations **sequence-first**, `[s, b, h]` (`[seq, batch, hidden]`), where this package is
+# batch-first, `[b, s, h]`, and `[b, heads, s, head_dim]` inside attention. And its KV cache holds,
+# per layer, `k` and `v` of shape `[seq_so_far, b, 2, 128]` (sequence, batch, the 2 KV groups,
+# head_dim), where ours is `[b, 2, seq_so_far, 128]`. The numbers are the same, in another order of
+# axes (section 8 turns our cache into ChatGLM3's layout).
+
+# %% [markdown]
 # ## 6. 多头 Multi-head attention
 #
 # One softmax gives one weighting per query. A token may need several at once: the subject of
@@ -316,6 +332,7 @@ print(chatglm3_style.int())
 # multiply-adds as one wide head, but yields `num_heads` different attention patterns.
 
 # %% tags=["nbval-check-output"]
+generator = seed_everything(6)
 batch, seq_len, num_heads, head_dim = 2, 6, 4, 8
 hidden = torch.randn(batch, seq_len, num_heads * head_dim, generator=generator)  # [b, s, 32]
 w_q, w_k, w_v = (torch.randn(32, 32, generator=generator) / math.sqrt(32) for _ in range(3))
@@ -347,12 +364,13 @@ print("a loop over heads == one batched call over the heads axis:", batched.shap
 # During generation every layer keeps the keys and values of all earlier tokens (the KV cache),
 # and reading that cache from memory (with the weights), more than the arithmetic, limits how fast
 # a model decodes. **Grouped-query attention (GQA)** keeps all query heads but lets several of them
-# share one key/value head.
+# share one key and one value head, a **KV group** (the GQA paper says "KV head"; this course says
+# KV group everywhere, as in `num_kv_groups`).
 # ChatGLM3-6B has 32 query heads and `multi_query_group_num = 2` KV groups (its config calls the
 # switch `multi_query_attention`, but with 2 groups it is GQA): 16 query heads read each group.
 # Query head $h$ reads group $h \,/\!/\, (\text{num\_heads} / \text{num\_kv\_groups})$, so heads
-# 0-15 use group 0 and heads 16-31 group 1. Multi-head attention (MHA) is the case "one group
-# per head", multi-query attention (MQA) the case "one group for all".
+# 0-15 use group 0 and heads 16-31 group 1. Multi-head attention (MHA) is the case "one KV group
+# per query head", multi-query attention (MQA) the case "one KV group for all".
 
 # %%
 def draw_kv_sharing(num_heads=8):
@@ -373,7 +391,7 @@ def draw_kv_sharing(num_heads=8):
         ax.set_xlim(-0.2, num_heads)
         ax.set_ylim(-0.1, 1.9)
         ax.axis("off")
-        ax.set_title(f"{name}: {num_heads} 查询头 query heads, {groups} KV")
+        ax.set_title(f"{name}: {num_heads} 查询头 query heads, {groups} KV 组 groups")
     fig.tight_layout()
 
 
@@ -408,6 +426,7 @@ print("ChatGLM3-6B: query head -> KV group", (torch.arange(32) // (32 // 2)).tol
 # %% tags=["nbval-check-output"]
 from glm3_teach.attention import repeat_kv
 
+generator = seed_everything(7)
 kv_groups = torch.randn(1, 2, 3, 4, generator=generator)          # [b, 2 groups, s, d]
 q32 = torch.randn(1, 32, 5, 8, generator=generator)               # [b, 32 heads, s, d]
 k2, v2 = torch.randn(2, 1, 2, 5, 8, generator=generator).unbind(0)  # [b, 2 groups, s, d]
@@ -422,23 +441,23 @@ result = check("gqa_attention", gqa_attention,
 #
 # ## 8. What GQA saves: the KV cache of ChatGLM3-6B
 #
-# Per token, every layer stores one key and one value vector of `head_dim` numbers per KV head.
+# Per token, every layer stores one key and one value vector of `head_dim` numbers per KV group.
 # In bf16 (2 bytes a number), ChatGLM3-6B's 28 layers with 2 groups of 128 dims need, compared with
-# the same model with one KV head per query head (MHA, 32 heads):
+# the same model with one KV group per query head (MHA, 32 groups):
 
 # %% tags=["nbval-check-output"]
 cfg_6b = ChatGLMConfig.chatglm3_6b()
 BF16_BYTES = 2
 
 
-def kv_bytes_per_token(num_layers, num_kv_heads, head_dim, bytes_per_value=BF16_BYTES):
-    return num_layers * 2 * num_kv_heads * head_dim * bytes_per_value  # 2: a key and a value
+def kv_bytes_per_token(num_layers, num_kv_groups, head_dim, bytes_per_value=BF16_BYTES):
+    return num_layers * 2 * num_kv_groups * head_dim * bytes_per_value  # 2: a key and a value
 
 
 gqa_per_token = kv_bytes_per_token(cfg_6b.num_layers, cfg_6b.num_kv_groups, cfg_6b.kv_channels)
 mha_per_token = kv_bytes_per_token(cfg_6b.num_layers, cfg_6b.num_attention_heads, cfg_6b.kv_channels)
 print(f"GQA, 2 groups: 28 x 2 x 2 x 128 x 2 bytes = {gqa_per_token:,} bytes = {gqa_per_token / 2**10:.0f} KiB per token")
-print(f"MHA, 32 heads: 28 x 2 x 32 x 128 x 2 bytes = {mha_per_token:,} bytes = {mha_per_token / 2**10:.0f} KiB per token")
+print(f"MHA, 32 groups: 28 x 2 x 32 x 128 x 2 bytes = {mha_per_token:,} bytes = {mha_per_token / 2**10:.0f} KiB per token")
 for tokens in (8192, 32768):
     print(f"{tokens:>6} tokens: GQA {gqa_per_token * tokens / 2**20:,.0f} MiB, MHA {mha_per_token * tokens / 2**30:.1f} GiB")
 assert (cfg_6b.num_layers, cfg_6b.num_kv_groups, cfg_6b.kv_channels, cfg_6b.num_attention_heads) == (28, 2, 128, 32)
@@ -447,7 +466,7 @@ assert gqa_per_token * 8192 == 224 * 2**20 and mha_per_token * 8192 == 3.5 * 2**
 
 # %% [markdown]
 # At ChatGLM3's full context of 8192 tokens the cache is 224 MiB instead of 3.5 GiB, per sequence.
-# Put differently: the bf16 weights take 6,243,584,000 × 2 bytes ≈ 12.5 GB, and the MHA cache
+# Put differently: the bf16 weights take 6,243,584,000 × 2 bytes ≈ 11.6 GiB, and the MHA cache
 # would outgrow them after about 27 thousand tokens (all sequences of a batch together), the GQA
 # cache only after about 435 thousand, so a server can keep 16 times as many conversations in memory:
 
@@ -465,7 +484,7 @@ assert 27_000 < weight_bytes // mha_per_token < 27_500 and 435_000 < weight_byte
 def draw_kv_memory():
     tokens = torch.linspace(0, 65536, 65)
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    ax.plot(tokens, tokens * mha_per_token / 2**30, label="MHA: 32 个 KV 头 heads")
+    ax.plot(tokens, tokens * mha_per_token / 2**30, label="MHA: 32 个 KV 组 groups")
     ax.plot(tokens, tokens * gqa_per_token / 2**30, label="GQA: 2 个 KV 组 groups (ChatGLM3)")
     ax.axhline(weight_bytes / 2**30, color="#888888", linestyle="--", label="bf16 权重 weights")
     ax.axvline(8192, color="#cccccc", linestyle=":")
@@ -486,7 +505,7 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 small_config = ChatGLMConfig.course()  # the course model's sizes: 4 layers x 4 heads
-seed_everything(0)
+generator = seed_everything(0)
 model = ChatGLMForCausalLM(small_config).to(device).eval()
 tokens_in = torch.randint(0, 4096, (1, 10), generator=generator).to(device)
 with torch.no_grad():
@@ -495,6 +514,9 @@ cache_bytes = sum(k.nbytes + v.nbytes for k, v in kv_cache)  # fp32 here: 4 byte
 print("one layer's key cache:", list(kv_cache[0][0].shape), "= [batch, num_kv_groups, seq, head_dim]")
 print(f"{cache_bytes:,} bytes for 10 tokens = {cache_bytes // 10:,} per token")
 assert cache_bytes == 10 * kv_bytes_per_token(4, 2, 64, bytes_per_value=4)
+chatglm3_layout = rearrange(kv_cache[0][0], "b g s d -> s b g d")  # how ChatGLM3's own code stores it
+print("the same keys in ChatGLM3's layout:", list(chatglm3_layout.shape), "= [seq, batch, num_kv_groups, head_dim]")
+assert list(chatglm3_layout.shape) == [10, 1, 2, 64]
 
 # %% [markdown]
 # ## 9. The fused `query_key_value` layout
@@ -548,9 +570,55 @@ def draw_qkv_layout():
 draw_qkv_layout()
 plt.show()
 
+
 # %% [markdown]
 # The keys and values are only 512 of the 4608 outputs (11 %): GQA also shrinks the projection.
 #
+# The whole layer as a flow of shapes, for the course model and (below each) ChatGLM3-6B. `b` is
+# the batch, `s` the sequence: queries and keys take different paths until the scores meet them.
+
+# %%
+def draw_qkv_flow(course=small_config, big=cfg_6b):
+    """Shapes through one attention layer: the course model's, with ChatGLM3-6B's below them."""
+    def sizes(c):
+        return dict(H=c.num_attention_heads, G=c.num_kv_groups, D=c.kv_channels, hidden=c.hidden_size,
+                    qkv=(c.num_attention_heads + 2 * c.num_kv_groups) * c.kv_channels)
+    small, large = sizes(course), sizes(big)
+    steps = [  # (x, y, title, shape template, colour)
+        (0.5, 9.0, "hidden_states 输入", "[b, s, {hidden}]", "#dddddd"),
+        (0.5, 7.7, "query_key_value (Linear, bias)", "[b, s, {qkv}]", "#c6dbef"),
+        (0.17, 6.2, "Q: split + RoPE", "[b, {H}, s, {D}]", "#9ecae1"),
+        (0.5, 6.2, "K: split + RoPE", "[b, {G}, s, {D}]", "#fdae6b"),
+        (0.83, 6.2, "V: split", "[b, {G}, s, {D}]", "#a1d99b"),
+        (0.5, 4.8, "repeat_kv(K)", "[b, {H}, s, {D}]", "#fdd0a2"),
+        (0.83, 4.8, "repeat_kv(V)", "[b, {H}, s, {D}]", "#c7e9c0"),
+        (0.33, 3.5, "softmax(Q @ K.T / √head_dim + mask)", "[b, {H}, s, s]", "#dadaeb"),
+        (0.58, 2.3, "probs @ V", "[b, {H}, s, {D}]", "#dadaeb"),
+        (0.5, 1.1, "concatenate heads", "[b, s, {H}·{D}]", "#dddddd"),
+        (0.5, -0.1, "dense (Linear) 输出", "[b, s, {hidden}]", "#c6dbef"),
+    ]
+    arrows = [(0, 1), (1, 2), (1, 3), (1, 4), (3, 5), (4, 6), (2, 7), (5, 7), (7, 8), (6, 8), (8, 9), (9, 10)]
+    fig, ax = plt.subplots(figsize=(9, 7.6))
+    for x, y, title, shape, colour in steps:
+        text = f"{title}\n{shape.format(**small)}\n6B: {shape.format(**large)}"
+        ax.text(x, y, text, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round,pad=0.4", facecolor=colour, edgecolor="#555555"))
+    for a, b in arrows:
+        (xa, ya), (xb, yb) = steps[a][:2], steps[b][:2]
+        ax.annotate("", xy=(xb, yb + 0.45), xytext=(xa, ya - 0.45), arrowprops=dict(arrowstyle="->", color="#555555"))
+    ax.text(0.83, 3.4, "KV 缓存存在 repeat_kv 之前\nthe KV cache stores K and V\nbefore repeat_kv: [b, G, s, D]",
+            ha="center", va="center", fontsize=8, color="#a63603")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.8, 9.7)
+    ax.axis("off")
+    ax.set_title("一层注意力中的形状 Q/K/V shapes through one attention layer\n"
+                 f"course model ({small['H']} heads, {small['G']} KV groups), ChatGLM3-6B below each")
+    return fig
+
+
+draw_qkv_flow()
+plt.show()
+
+# %% [markdown]
 # Now one whole attention layer of ChatGLM3, assembled by hand from this lesson's pieces and
 # lesson 02's RoPE, and compared with the package's `SelfAttention` (the `self_attention` of the
 # small model's first block):
@@ -561,6 +629,7 @@ plt.show()
 from glm3_teach.rope import apply_rotary_pos_emb, build_rope_cache
 
 layer = model.transformer.encoder.layers[0].self_attention
+generator = seed_everything(9)
 x = torch.randn(2, 7, small_config.hidden_size, generator=generator).to(device)  # [b, s, hidden]
 rope_cache = build_rope_cache(7, small_config.kv_channels // 2, device=device)    # [s, rotary_dim/2, 2]
 with torch.no_grad():
@@ -597,17 +666,18 @@ assert score_bytes == 8 * 2**30
 # %% tags=["nbval-check-output"]
 from glm3_teach.attention import fused_attention
 
-q, k, v = (t.to(device) for t in torch.randn(3, 2, 8, 64, 32, generator=generator).unbind(0))  # [2, 8, 64, 32]
-mask = causal_mask(64, device=device)
-for name, kwargs, ours in [("no mask", {}, attention(q, k, v)[0]),
-                           ("causal mask", {"attn_mask": mask}, attention(q, k, v, mask)[0]),
-                           ("is_causal=True", {"is_causal": True}, attention(q, k, v, mask)[0])]:
-    sdpa = F.scaled_dot_product_attention(q, k, v, **kwargs)
+generator = seed_everything(10)
+q_sdpa, k_sdpa, v_sdpa = (t.to(device) for t in torch.randn(3, 2, 8, 64, 32, generator=generator).unbind(0))  # [2, 8, 64, 32]
+mask_64 = causal_mask(64, device=device)
+for name, kwargs, ours in [("no mask", {}, attention(q_sdpa, k_sdpa, v_sdpa)[0]),
+                           ("causal mask", {"attn_mask": mask_64}, attention(q_sdpa, k_sdpa, v_sdpa, mask_64)[0]),
+                           ("is_causal=True", {"is_causal": True}, attention(q_sdpa, k_sdpa, v_sdpa, mask_64)[0])]:
+    sdpa = F.scaled_dot_product_attention(q_sdpa, k_sdpa, v_sdpa, **kwargs)
     gap = (ours - sdpa).abs().max().item()
     print(f"{name:<15} max |ours - SDPA| < 1e-5: {gap < 1e-5}")
     torch.testing.assert_close(ours, sdpa, rtol=0, atol=1e-5)
-torch.testing.assert_close(fused_attention(q, k, v, is_causal=True), explicit_attention(q, k, v, is_causal=True)[0],
-                           rtol=0, atol=1e-5)
+torch.testing.assert_close(fused_attention(q_sdpa, k_sdpa, v_sdpa, is_causal=True),
+                           explicit_attention(q_sdpa, k_sdpa, v_sdpa, is_causal=True)[0], rtol=0, atol=1e-5)
 
 # %% [markdown]
 # How much faster depends on the machine (on a CPU with short sequences, little; on a GPU with long
@@ -616,9 +686,10 @@ torch.testing.assert_close(fused_attention(q, k, v, is_causal=True), explicit_at
 # %% tags=["nbval-ignore-output"]
 import time
 
-q, k, v = (t.to(device) for t in torch.randn(3, 1, 8, 1024, 64, generator=generator).unbind(0))
-for name, fn in [("explicit", lambda: explicit_attention(q, k, v, is_causal=True)),
-                 ("fused (SDPA)", lambda: fused_attention(q, k, v, is_causal=True))]:
+generator = seed_everything(11)
+q_long, k_long, v_long = (t.to(device) for t in torch.randn(3, 1, 8, 1024, 64, generator=generator).unbind(0))
+for name, fn in [("explicit", lambda: explicit_attention(q_long, k_long, v_long, is_causal=True)),
+                 ("fused (SDPA)", lambda: fused_attention(q_long, k_long, v_long, is_causal=True))]:
     fn()  # warm up
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -631,8 +702,10 @@ for name, fn in [("explicit", lambda: explicit_attention(q, k, v, is_causal=True
 
 
 # %% [markdown]
-# The lessons use the explicit path when they want to *see* the probabilities
-# (`output_attentions=True` switches to it) and SDPA everywhere else.
+# The lessons use the explicit path when they want to *see* the probabilities and SDPA everywhere
+# else. `output_attentions` is an argument of each forward call, not a config field:
+# `model(input_ids, output_attentions=True)` runs that one call on the explicit path and returns
+# the probabilities (section 12); the next call without it is fused again.
 #
 # ## 11. 掩码家族 BERT, GPT, GLM: three mask families, and where `[gMASK]` and `sop` come from
 #
@@ -708,16 +781,19 @@ print("GLM mask with part A = [gMASK] alone is the causal mask:", torch.equal(ch
 assert torch.equal(chatglm3_mask, causal_mask(6))
 
 # %% [markdown]
-# And ChatGLM3 *is* used causally: its reference code builds a plain lower-triangular mask for
-# every input (`get_masks`, prompt included), or lets SDPA apply `is_causal=True`, and so does this
-# package. ChatGLM3 is a decoder-only model in practice; the prompt is not read bidirectionally.
+# And ChatGLM3 *is* used causally, prompt included. Its reference code builds a mask (`get_masks`)
+# only when it is needed: when the batch has padding, or when several new tokens follow a cached
+# past. Otherwise it passes no mask at all and lets SDPA apply `is_causal=True`, the fused kernels'
+# fast path (and a single new token after a cache, with no padding, attends to everything: no mask,
+# no `is_causal`). The package's model makes the same choice. Either way every query sees only its
+# past: ChatGLM3 is a decoder-only model in practice, and the prompt is not read bidirectionally.
 # `[gMASK]` and `sop` stay as the first two ids of every input because that is the format the model
 # was trained with: drop them and the model sees inputs unlike its training data. The course
 # tokenizer keeps the same nine special tokens in the same order, so prompts look the same.
 #
 # ## 12. 注意力图 Attention maps of a small model
 #
-# `ChatGLMForCausalLM(..., output_attentions=True)` returns every layer's probabilities,
+# `model(input_ids, output_attentions=True)` returns every layer's probabilities,
 # `[batch, num_heads, q_len, k_len]` per layer. `glm3_teach.viz.plot_attention_grid` draws them as
 # a grid, layers down and heads across, labelled with the course tokenizer's tokens. The model here
 # is the **untrained** small model from section 8 (random weights), so read its maps for their
@@ -839,12 +915,12 @@ print(f"{html_path.name}: {html_path.stat().st_size / 1024:.0f} KiB, self-contai
 # %% tags=["nbval-check-output"]
 trained_attn, shown_layers = viz.compute_attentions(trained, trained_ids)   # [layers, heads, q, k]
 token_texts, is_special = viz.token_info(trained_tokenizer, trained_ids)
-scores = viz.head_scores(trained_attn, token_texts, is_special)             # {name: [layers, heads]}
+pattern_scores = viz.head_scores(trained_attn, token_texts, is_special)     # {name: [layers, heads]}
 untrained_attn, _ = viz.compute_attentions(model, ids)
 untrained_scores = viz.head_scores(untrained_attn, *viz.token_info(tokenizer, ids))
 print(f"{'score':<12} {'trained: layer x head':<36} untrained max")
 for name in viz.SCORE_NAMES:
-    rows = "  ".join(" ".join(f"{v:.2f}" for v in row) for row in scores[name].tolist())
+    rows = "  ".join(" ".join(f"{v:.2f}" for v in row) for row in pattern_scores[name].tolist())
     print(f"{name:<12} {rows}   {untrained_scores[name].max().item():.2f}")
 
 # %% [markdown]
@@ -854,8 +930,8 @@ for name in viz.SCORE_NAMES:
 
 # %% tags=["nbval-check-output"]
 for name in viz.SCORE_NAMES:
-    print(f"{name:<12}", "  ".join(f"layer {l} head {h}: {v:.2f}" for l, h, v in viz.top_heads(scores, name, k=2)))
-punct_layer, punct_head, punct_score = viz.top_heads(scores, "punctuation", k=1)[0]
+    print(f"{name:<12}", "  ".join(f"layer {l} head {h}: {v:.2f}" for l, h, v in viz.top_heads(pattern_scores, name, k=2)))
+punct_layer, punct_head, punct_score = viz.top_heads(pattern_scores, "punctuation", k=1)[0]
 assert (punct_layer, punct_head) == (3, 1) and punct_score > 0.8
 assert untrained_scores["punctuation"].max() < 0.3
 
@@ -887,11 +963,11 @@ assert other_scores["punctuation"][0].argmax() == 1 and other_scores["punctuatio
 # view above, pick their layer and tick "hide [gMASK] sop" to see their lines.
 
 # %% tags=["nbval-check-output"]
-word_heads = (scores["same_word"] >= 0.38).nonzero().tolist()
+word_heads = (pattern_scores["same_word"] >= 0.38).nonzero().tolist()
 print("same_word >= 0.38:", word_heads, f" untrained max {untrained_scores['same_word'].max().item():.2f}")
-print(f"previous: trained max {scores['previous'].max().item():.2f}, untrained max {untrained_scores['previous'].max().item():.2f}")
+print(f"previous: trained max {pattern_scores['previous'].max().item():.2f}, untrained max {untrained_scores['previous'].max().item():.2f}")
 assert len(word_heads) == 5 and all(layer in (1, 2) for layer, _ in word_heads)
-assert untrained_scores["same_word"].max() < 0.27 and scores["previous"].max() > 1.8 * untrained_scores["previous"].max()
+assert untrained_scores["same_word"].max() < 0.27 and pattern_scores["previous"].max() > 1.8 * untrained_scores["previous"].max()
 
 
 # %% [markdown]
@@ -941,7 +1017,10 @@ result = check("stable_log_softmax", stable_log_softmax, lambda x: torch.log_sof
 # `repeat_kv` materialises each group 16 times. Write `gqa_no_copy(q, k, v)` (causal, `q`
 # `[b, heads, s, d]`, `k` and `v` `[b, groups, s, d]`) that never repeats `k` or `v`: view the query
 # heads as `[b, groups, heads_per_group, s, d]` and let `k`, `v` broadcast as
-# `[b, groups, 1, s, d]`. Return the output `[b, heads, s, d]`.
+# `[b, groups, 1, s, d]`. Return the output `[b, heads, s, d]`. The check compares the numbers
+# *and* watches how they were made: it fails if any operation in your function writes `k` or `v`
+# into new memory several times over (as `repeat_kv`, `repeat_interleave` or
+# `expand(...).reshape(...)` do). Views such as `k[:, :, None]` cost nothing and are fine.
 
 # %%
 def gqa_no_copy(q, k, v):
@@ -949,6 +1028,9 @@ def gqa_no_copy(q, k, v):
 
 
 # %% tags=["nbval-check-output"]
+from glm3_teach.checks import forbid_repeated_copies
+
+
 def gqa_reference(q, k, v):
     n_rep = q.shape[1] // k.shape[1]
     return explicit_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), is_causal=True)[0]
@@ -958,7 +1040,7 @@ exercise_generator = torch.Generator().manual_seed(4)
 gqa_cases = [(torch.randn(2, 4, 5, 8, generator=exercise_generator), *torch.randn(2, 2, 2, 5, 8, generator=exercise_generator)),
              (torch.randn(1, 8, 6, 4, generator=exercise_generator), *torch.randn(2, 1, 1, 6, 4, generator=exercise_generator)),
              (torch.randn(1, 3, 4, 4, generator=exercise_generator), *torch.randn(2, 1, 3, 4, 4, generator=exercise_generator))]
-result = check("gqa_no_copy", gqa_no_copy, gqa_reference, gqa_cases,
+result = check("gqa_no_copy", forbid_repeated_copies(gqa_no_copy, "k", "v"), gqa_reference, gqa_cases,
                hint="rearrange(q, 'b (g r) s d -> b g r s d', g=groups); k[:, :, None]; causal mask on the last two dims")
 
 
@@ -976,19 +1058,105 @@ def previous_token_scores(attn):
 
 previous_layers = None  # e.g. [0, 2]
 
-
 # %% tags=["nbval-check-output"]
-def reference_previous(attn):
-    return viz.head_scores(attn, ["x"] * attn.shape[-1])["previous"]
-
-
 previous_cases = [(trained_attn,), (untrained_attn,), (torch.softmax(torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(5))
                                                                      .masked_fill(~causal_mask(6), float("-inf")), dim=-1),)]
-result = check("previous_token_scores", previous_token_scores, reference_previous, previous_cases,
+result = check("previous_token_scores", previous_token_scores,
+               lambda attn: viz.head_scores(attn, ["x"] * attn.shape[-1])["previous"], previous_cases,
                hint="rows = torch.arange(1, seq); attn[..., rows, rows - 1].mean(-1)")
 result = check_value("layers with a previous-token head", previous_layers,
-                     sorted({layer for layer, _ in (scores["previous"] > 0.3).nonzero().tolist()}),
+                     sorted({layer for layer, _ in (pattern_scores["previous"] > 0.3).nonzero().tolist()}),
                      hint="(previous_token_scores(trained_attn) > 0.3).nonzero() gives (layer, head) pairs")
+
+# %% [markdown]
+# ### Exercise 5 (stretch): ChatGLM3's attention layer, loadable from a checkpoint
+# Write `build_self_attention(config)`, returning an `nn.Module` (a class of your own) with
+# ChatGLM3's two parameters, `query_key_value` and `dense` (mind which one has a bias), that,
+# called as `layer(hidden_states, rope_cache)` with `hidden_states [b, s, hidden_size]` and
+# `rope_cache [b, s, rotary_dim // 2, 2]`, returns the causal attention output `[b, s, hidden_size]`.
+# Use `split_qkv`, `apply_rotary_pos_emb` and `repeat_kv` (or your `gqa_no_copy`). The check builds
+# your layer, loads the `state_dict` of the package's `SelfAttention` into it with `strict=True`
+# (so every name and shape must be ChatGLM3's), and compares outputs on the course config and on
+# a config with 8 query heads in 2 KV groups. (Calling the package's `SelfAttention` from your layer
+# fails the check: the exercise is to write it.)
+
+# %%
+from torch import nn  # noqa: F401 (for your class)
+
+
+def build_self_attention(config):
+    """An ``nn.Module`` with ``query_key_value`` and ``dense``: ``[b, s, hidden], rope -> [b, s, hidden]``, causal."""
+    raise NotImplementedError
+
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.attention import SelfAttention
+from glm3_teach.checks import Case, forbid_modules
+
+generator = seed_everything(12)
+layer_configs = {"course": small_config, "8 heads, 2 groups": ChatGLMConfig.course(num_attention_heads=8, kv_channels=32)}
+package_layers = {name: SelfAttention(c).eval() for name, c in layer_configs.items()}
+for layer in package_layers.values():  # random weights and bias, so a missing bias shows
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+
+
+def rope_rows(name, hidden_states):
+    """The rope cache of positions 0 .. s-1 for every row: [b, s, rotary_dim // 2, 2]."""
+    batch, seq = hidden_states.shape[:2]
+    return build_rope_cache(seq, layer_configs[name].kv_channels // 2)[None].expand(batch, -1, -1, -1)
+
+
+def package_output(name, hidden_states):
+    return package_layers[name](hidden_states, rope_rows(name, hidden_states), is_causal=True)[0]
+
+
+def built_output(build, name, hidden_states):
+    """Build a layer with ``build``, load the package layer's weights into it (strict), run it."""
+    layer = build(layer_configs[name])
+    layer.load_state_dict(package_layers[name].state_dict(), strict=True)
+    return layer.eval()(hidden_states, rope_rows(name, hidden_states))
+
+
+layer_cases = [Case(args=(name, torch.randn(batch, seq, layer_configs[name].hidden_size, generator=generator)), label=label)
+               for name, batch, seq, label in [("course", 2, 7, "course config"), ("8 heads, 2 groups", 1, 5, "4 heads per group")]]
+with torch.no_grad():
+    result = check("build_self_attention",  # calling the package's SelfAttention inside is refused
+                   forbid_modules(lambda name, x: built_output(build_self_attention, name, x), SelfAttention), package_output,
+                   layer_cases, atol=1e-5, rtol=1e-4,
+                   hint="query_key_value = nn.Linear(hidden, (heads + 2 * groups) * head_dim, bias=True); dense has no "
+                        "bias; RoPE goes on q and k, never on v; a causal mask (or is_causal=True) before the softmax")
+
+
+# %% [markdown]
+# ### Exercise 6 (stretch): online softmax, one block of keys at a time
+# FlashAttention never stores a query's whole row of scores: it reads the keys in blocks and keeps,
+# per query, a running maximum `m`, a running sum `l` of `exp(score - m)` and a running weighted sum
+# `acc` of the values. When a new block raises the maximum from `m` to `m_new`, everything kept so
+# far is rescaled by `exp(m - m_new)` (section 3's identity: shifting every score by a constant does
+# not change softmax). At the end the output is `acc / l`. Write `blockwise_attention(q, k, v,
+# block_size)` for `q [b, h, q_len, d]` and `k`, `v` `[b, h, k_len, d]`, where every query sees every
+# key (a decoding step reading its cache). The check compares with `explicit_attention` and fails
+# if any operation makes a tensor as long as all the keys (such as the full `[q_len, k_len]` scores).
+
+# %%
+def blockwise_attention(q, k, v, block_size):
+    raise NotImplementedError
+
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.checks import forbid_whole_axis
+
+generator = seed_everything(13)
+block_cases = [Case(args=(torch.randn(1, 2, 3, 8, generator=generator), torch.randn(1, 2, 23, 8, generator=generator),
+                          torch.randn(1, 2, 23, 8, generator=generator), 5), label="23 keys in blocks of 5"),
+               Case(args=(30 * torch.randn(2, 1, 2, 4, generator=generator), torch.randn(2, 1, 17, 4, generator=generator),
+                          torch.randn(2, 1, 17, 4, generator=generator), 4), label="large scores: exp would overflow")]
+result = check("blockwise_attention", forbid_whole_axis(blockwise_attention, "k", -2),
+               lambda q, k, v, block_size: explicit_attention(q, k, v)[0], block_cases, atol=1e-5, rtol=1e-4,
+               hint="for each block: s = q @ kb.T / sqrt(d); m_new = max(m, s.amax(-1)); scale = exp(m - m_new); "
+                    "l = l * scale + exp(s - m_new).sum(-1); acc = acc * scale + exp(s - m_new) @ vb; start m at -inf")
 
 # %% [markdown]
 # Solutions are in `notebooks/solutions/03_attention_solutions.ipynb`; try first.

@@ -8,15 +8,18 @@
 # **You will learn**
 # - `ChatGLMConfig`, whose field names are those of ChatGLM3's `config.json`, and the course's
 #   small config beside `ChatGLMConfig.chatglm3_6b()`;
-# - the forward pass end to end, with the shape of every step, and the errors the model raises
-#   on bad input;
+# - the whole model as one diagram, the forward pass end to end with the shape of every step, and
+#   the errors the model raises on bad input;
 # - every parameter of ChatGLM3-6B counted component by component (6,243,584,000), by formula and
 #   by building the real-size model on PyTorch's `meta` device without using any memory;
-# - how much memory the weights take in fp32, bf16, int8 and int4;
+# - how much memory the weights take in fp32, bf16, int8 and int4 (in GiB, 2³⁰ bytes, throughout),
+#   and how many FLOPs a token costs;
 # - the real `config.json` and the key names of the real checkpoint, compared with ours;
 # - saving and loading a model in the Hugging Face layout, and how to load a downloaded
 #   chatglm3-6b and chat with it;
-# - why an untrained model babbles, and why its loss is ln(vocab_size).
+# - why an untrained model babbles, and why its loss is ln(vocab_size);
+# - (exercise) the model's forward written by you: positions from the padding mask, the rope rows,
+#   the mask or `is_causal`, and the KV cache, checked on a padded batch that continues from a cache.
 
 # %% [markdown]
 # ## 1. Setup
@@ -27,14 +30,19 @@
 import json
 import math
 import re
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 from glm3_teach import (ChatGLMConfig, ChatGLMForCausalLM, check, count_parameters, load_pretrained, load_tokenizer,
                         pick_device, save_pretrained, seed_everything)
 
+from glm3_teach.fonts import use_cjk_font
+
 device = pick_device()
 seed_everything(0)
+use_cjk_font()
 print("device:", device)
 
 # %% [markdown]
@@ -122,6 +130,7 @@ seed_everything(0)
 model = ChatGLMForCausalLM(course_config).eval()   # on the CPU; section 4 copies it to the device
 print(model)
 
+
 # %% [markdown]
 # Reading from the top:
 # - `word_embeddings`: one row of 256 numbers per token id. There is no position embedding and no
@@ -135,6 +144,53 @@ print(model)
 # - `output_layer`: a separate matrix from 256 numbers back to one score (a *logit*) per token id.
 #   It is not tied to the embedding.
 #
+# The same tree as a picture, with the lesson that built each piece and the shape that leaves it
+# (`b` the batch, `s` the sequence), for the course model and, below, for ChatGLM3-6B:
+
+# %%
+def draw_whole_model(course=course_config, big=chatglm3_config):
+    """ChatGLMForCausalLM as boxes: the module names, the lesson of each, the shapes (course; ChatGLM3-6B)."""
+    def sizes(c):
+        return dict(L=c.num_layers, h=c.hidden_size, V=c.padded_vocab_size, P=c.kv_channels // 4, T=c.seq_length)
+    small, large = sizes(course), sizes(big)
+    boxes = [  # (x, y, module, lesson, shape template, colour)
+        (0.5, 10.05, "input_ids", "01", "[b, s]", "#eeeeee"),
+        (0.5, 8.9, "embedding.word_embeddings", "02", "[b, s, {h}]", "#c6dbef"),
+        (0.5, 7.75, "encoder.layers: GLMBlock × {L}", "04", "[b, s, {h}]", "#fdd0a2"),
+        (0.5, 2.6, "encoder.final_layernorm (RMSNorm)", "04", "[b, s, {h}]", "#dadaeb"),
+        (0.5, 1.45, "output_layer (not tied)", "05", "[b, s, {V}]  logits", "#c6dbef"),
+        (0.88, 8.9, "rotary_pos_emb", "02", "rows [b, s, {P}, 2]", "#c7e9c0"),
+    ]
+    inner = [  # inside one block
+        (0.5, 6.6, "input_layernorm (RMSNorm)", "04"), (0.5, 5.7, "self_attention (GQA + RoPE)", "03"),
+        (0.5, 4.8, "post_attention_layernorm (RMSNorm)", "04"), (0.5, 3.9, "mlp (SwiGLU)", "04")]
+    fig, ax = plt.subplots(figsize=(9, 8.4))
+    ax.add_patch(plt.Rectangle((0.2, 3.4), 0.6, 4.85, facecolor="#fff5eb", edgecolor="#e6550d", linestyle="--"))
+    for x, y, name, lesson, shape, colour in boxes:
+        label = f"{name.format(**small)}  (课 lesson {lesson})\n{shape.format(**small)}\n6B: {shape.format(**large)}"
+        ax.text(x, y, label, ha="center", va="center", fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.35", facecolor=colour, edgecolor="#555555"))
+    for x, y, name, lesson in inner:
+        ax.text(x, y, f"{name}  (课 {lesson})", ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor="#999999"))
+    for y in (5.7, 3.9):
+        ax.text(0.73, y, "+ 残差 residual", fontsize=8, color="#e6550d", ha="center", va="center")
+    for y_from, y_to in [(9.6, 9.35), (8.45, 8.2), (7.3, 6.8), (6.4, 5.9), (5.5, 5.0), (4.6, 4.1), (3.7, 3.05),
+                         (2.15, 1.95)]:
+        ax.annotate("", xy=(0.5, y_to), xytext=(0.5, y_from), arrowprops=dict(arrowstyle="->", color="#555555"))
+    ax.annotate("", xy=(0.7, 5.75), xytext=(0.88, 8.45), arrowprops=dict(arrowstyle="->", color="#31a354"))
+    ax.text(0.93, 7.0, "每层共用\nshared by\nevery layer", fontsize=8, color="#31a354", ha="center")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(0.8, 10.6)
+    ax.axis("off")
+    ax.set_title(f"ChatGLMForCausalLM: course model ({small['L']} layers), ChatGLM3-6B ({large['L']} layers) after '6B:'")
+    return fig
+
+
+draw_whole_model()
+plt.show()
+
+# %% [markdown]
 # ## 4. The forward pass, end to end
 #
 # We encode a Chinese sentence with the course tokenizer and follow it through the model by hand,
@@ -171,8 +227,10 @@ with torch.no_grad():
     print("output_layer     ", list(logits.shape))
 
 # %% [markdown]
-# That is all `forward` does (it also handles padding masks and the KV cache, for lessons 06 and
-# 07). Our hand-made pass equals the package's, and the device's numbers equal the CPU's:
+# That is all `forward` does for one unpadded sentence. With a padded batch or a KV cache it also
+# derives the positions from the padding mask and picks the cheapest correct mask (lessons 02 and
+# 03); exercise 1 asks you to write that part. Our hand-made pass equals the package's, and the
+# device's numbers equal the CPU's:
 
 # %% tags=["nbval-check-output"]
 with torch.no_grad():
@@ -192,6 +250,13 @@ with torch.no_grad():
     first_five = model(input_ids[:, :5]).logits                        # [1, 5, padded_vocab_size]
 torch.testing.assert_close(first_five, cpu_logits[:, :5], rtol=1e-5, atol=1e-5)
 print("the first 5 positions do not depend on the tokens after them")
+
+# %% [markdown]
+# When you read ChatGLM3's own `modeling_chatglm.py` beside this, three conventions differ (lesson 03
+# showed each): its activations are **sequence-first**, `[s, b, h]`, where ours are `[b, s, h]`; its
+# KV cache holds per layer `k` and `v` of `[seq_so_far, b, 2, 128]` (2 KV groups of 128), where ours
+# is `[b, 2, seq_so_far, 128]`; and its masks say True = *masked*, where ours say True = may attend.
+# The numbers are the same; only the order of axes and the meaning of True differ.
 
 # %% [markdown]
 # ## 5. Bad input, clear errors
@@ -222,10 +287,22 @@ for name, bad_ids in [("too long", torch.zeros(1, course_config.seq_length + 1, 
         print(f"{name}: {type(error).__name__}: {error}\n")
 
 # %% [markdown]
-# Here is the full traceback of one of them, as you would see it in your own code:
+# Where does such an error come from? The traceback of one of them lists the calls from your cell
+# down to the line that raised; here with the files named from their package (your own run shows
+# the full paths and the code of every line):
 
-# %% tags=["raises-exception"]
-model(torch.tensor([[1, 2, user_id]]))
+# %%
+import traceback
+
+try:
+    model(torch.tensor([[1, 2, user_id]]))
+except ValueError as error:
+    for frame in traceback.extract_tb(error.__traceback__):
+        parts = Path(frame.filename).parts
+        package = next((name for name in ("glm3_teach", "torch") if name in parts), None)
+        where = "/".join(parts[parts.index(package):]) if package else "your cell"
+        print(f"  {where}, in {frame.name}")
+    print(f"{type(error).__name__}: {error}")
 
 
 # %% [markdown]
@@ -302,7 +379,7 @@ assert sum(v for k, v in components.items() if "layernorm" in k) == 233_472 and 
 # %% [markdown]
 # ### Building the real-size model without the memory
 #
-# A formula can be wrong, so let us count the real thing. In fp32, ChatGLM3-6B needs about 25 GB,
+# A formula can be wrong, so let us count the real thing. In fp32, ChatGLM3-6B needs about 23 GiB,
 # more than most laptops have. PyTorch's **meta device** builds tensors that have a shape and a
 # dtype but no storage: the whole model is created in seconds (most of it PyTorch setting up its
 # meta kernels on first use) and takes no memory. It is also how `load_pretrained` builds a model
@@ -355,11 +432,6 @@ assert course_total == count_parameters(course_config) == sum(p.numel() for p in
 assert abs(course_vocab_share - 0.42) < 0.005 and abs(2 * shares["embedding"] - 0.085) < 0.001
 
 # %%
-import matplotlib.pyplot as plt
-
-from glm3_teach.fonts import use_cjk_font
-
-use_cjk_font()
 GROUPS = [("词嵌入 embedding", "word_embeddings"), ("注意力 attention", "self_attention."),
           ("输出层 output layer", "output_layer"), ("前馈 MLP", "mlp."), ("归一化 norms", "layernorm")]
 GROUP_COLOURS = ["#4c72b0", "#dd8452", "#c44e52", "#55a868", "#8172b3"]
@@ -397,30 +469,32 @@ plt.show()
 # ## 7. Memory for the weights
 #
 # Memory is parameters times bytes per parameter: 4 in fp32, 2 in fp16 or bf16, 1 in int8 and
-# half a byte in int4 (two weights share a byte). The real checkpoint is stored in fp16; the
-# course runs the real model in bf16 (same size, a wider exponent range). Quantised formats also
-# store a scale per row or per block of weights and usually keep the embedding in 16 bits, so
-# their real files are a little bigger (lesson 11).
+# half a byte in int4 (two weights share a byte). This lesson counts memory in **GiB** (2³⁰ bytes),
+# the unit of `nvidia-smi` and of PyTorch's memory summaries; a "16 GB" GPU holds about 16 GiB.
+# (Download sizes are often quoted in GB, 10⁹ bytes, which makes the same file look 7% larger.)
+# The real checkpoint is stored in fp16; the course runs the real model in bf16 (same size, a
+# wider exponent range). Quantised formats also store a scale per row or per block of weights and
+# usually keep the embedding in 16 bits, so their real files are a little bigger (lesson 11).
 
 # %% tags=["nbval-check-output"]
 BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "int8": 1, "int4": 0.5}
 weight_bytes = {dtype: math.ceil(total * size) for dtype, size in BYTES_PER_PARAMETER.items()}
 for dtype, size in weight_bytes.items():
-    print(f"{dtype:>9}: {size:>14,} bytes = {size / 1e9:5.2f} GB = {size / 2**30:5.2f} GiB")
+    print(f"{dtype:>9}: {size:>14,} bytes = {size / 2**30:5.2f} GiB")
 assert weight_bytes["float32"] == 24_974_336_000 and weight_bytes["bfloat16"] == 12_487_168_000
-assert abs(weight_bytes["int8"] / 1e9 - 6.24) < 0.01 and abs(weight_bytes["int4"] / 2**30 - 2.91) < 0.01
+assert abs(weight_bytes["int8"] / 2**30 - 5.81) < 0.01 and abs(weight_bytes["int4"] / 2**30 - 2.91) < 0.01
 
 # %% [markdown]
-# So ChatGLM3-6B fits a 16 GiB GPU in bf16 (12.5 GB = 11.6 GiB of weights, plus activations and the
-# KV cache), but not in fp32 (23.3 GiB). Training needs far more: with AdamW in mixed precision each
+# So ChatGLM3-6B fits a 16 GiB GPU in bf16 (11.6 GiB of weights, plus activations and the KV
+# cache), but not in fp32 (23.3 GiB). Training needs far more: with AdamW in mixed precision each
 # parameter has a bf16 weight and a bf16 gradient (2 bytes each) and, in fp32, a master copy of the
-# weight and the two moments `m` and `v` (4 bytes each): 16 bytes in all, about 100 GB before a
+# weight and the two moments `m` and `v` (4 bytes each): 16 bytes in all, about 93 GiB before a
 # single activation is stored. That is why lesson 10 fine-tunes only a few parameters.
 
 # %% tags=["nbval-check-output"]
 adamw_bytes = total * (2 + 2 + 4 + 4 + 4)   # bf16 weights and gradients; fp32 master weights, m and v
-print(f"AdamW training state: {adamw_bytes / 1e9:.1f} GB = {adamw_bytes / 2**30:.1f} GiB")
-assert abs(adamw_bytes / 1e9 - 99.9) < 0.1 and round(weight_bytes["bfloat16"] / 2**30, 1) == 11.6
+print(f"AdamW training state: 2 + 2 + 4 + 4 + 4 = 16 bytes per parameter = {adamw_bytes / 2**30:.1f} GiB")
+assert adamw_bytes == 16 * total and round(adamw_bytes / 2**30, 1) == 93.0 and round(weight_bytes["bfloat16"] / 2**30, 1) == 11.6
 assert round(weight_bytes["float32"] / 2**30, 1) == 23.3
 
 # %% [markdown]
@@ -483,8 +557,10 @@ FILE_KEYS = {"_name_or_path", "model_type", "architectures", "auto_map", "transf
 
 config_path = find_reference_file("config.json")
 real_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path else BUILT_IN_CONFIG
+SEARCHED = ("looked in ../shared/reference/chatglm3/ beside the repository, or in the folder named by "
+            "GLM3_REFERENCE_DIR")
 print("read from:", f"the reference folder's {config_path.name}" if config_path
-      else "the built-in copy (no reference config.json found)")
+      else f"the built-in copy (no config.json: {SEARCHED})")
 if config_path:
     assert {k: v for k, v in real_config.items() if k not in FILE_KEYS} == BUILT_IN_CONFIG
     print("keys that describe the file, not the network:", sorted(set(real_config) & FILE_KEYS))
@@ -521,7 +597,7 @@ if config_path:
     assert loaded_config == ChatGLMConfig.chatglm3_6b(extra=loaded_config.extra)
     print("extra:", sorted(loaded_config.extra))
 else:
-    print("no reference config.json: skipped")
+    print(f"no reference config.json ({SEARCHED}): skipped")
 
 # %% [markdown]
 # ## 9. The key names of a real checkpoint
@@ -569,7 +645,7 @@ if index_path:
             shards_of_layer.setdefault(layer, []).append(shard)
     assert any(len(files) > 1 for files in shards_of_layer.values())  # some layers straddle two shards
 else:
-    print("no reference pytorch_model.bin.index.json: skipped (the model's own keys are listed above)")
+    print(f"no pytorch_model.bin.index.json ({SEARCHED}): skipped (the model's own keys are listed above)")
 
 # %% [markdown]
 # The names match one for one, and so do the sizes: 6,243,584,032 numbers (the parameters plus
@@ -587,12 +663,11 @@ else:
 
 # %% tags=["nbval-check-output"]
 import tempfile
-from pathlib import Path
 
 workdir = tempfile.TemporaryDirectory()
 folder = save_pretrained(model, Path(workdir.name) / "mini-chatglm3", tokenizer=tokenizer)
 for file in sorted(folder.iterdir()):
-    print(f"  {file.name:<18} {file.stat().st_size / 1e6:6.2f} MB")
+    print(f"  {file.name:<18} {file.stat().st_size / 2**20:6.2f} MiB")
 state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
 assert 0 < (folder / "model.safetensors").stat().st_size - state_bytes < 50_000   # + a small JSON header
 
@@ -731,9 +806,10 @@ assert abs(spread - 0.32) < 0.02 and abs(excess - spread ** 2 / 2) < 0.01
 # ## 12. Loading the real ChatGLM3-6B
 #
 # Everything above was built to load the real weights. The course never downloads them; if you
-# have downloaded `THUDM/chatglm3-6b` yourself (about 12.5 GB), point the environment variable
-# `GLM3_CHATGLM3_PATH` at its folder before starting JupyterLab, and the cell below loads it in
-# bf16 (about 12.5 GB of memory, a GPU with 16 GB or more is best; on a CPU it takes minutes)
+# have downloaded `THUDM/chatglm3-6b` yourself (about 11.6 GiB of weights, under ChatGLM3's model
+# licence), point the environment variable `GLM3_CHATGLM3_PATH` at its folder before starting
+# JupyterLab, and the cell below loads it in bf16 (about 11.6 GiB of memory, a GPU with 16 GiB or
+# more is best; on a CPU it takes minutes)
 # and asks one question, with ChatGLM3's own tokenizer (`tokenizer.model` from the same folder),
 # its chat layout from lesson 01 (`build_chat_input`) and the greedy loop above. It stops where
 # ChatGLM3's `chat()` stops: at `</s>` or when the model starts a new `<|user|>` or
@@ -749,7 +825,7 @@ if os.environ.get(CHATGLM3_PATH_VAR) and chatglm3_dir.is_dir():
     chatglm3 = load_pretrained(chatglm3_dir, dtype=torch.bfloat16, device=device)
     chatglm3_tokenizer = load_tokenizer(chatglm3_dir)   # its tokenizer.model
     n_bytes = sum(t.numel() * t.element_size() for t in chatglm3.state_dict().values())
-    print(f"loaded {sum(p.numel() for p in chatglm3.parameters()):,} parameters, {n_bytes / 1e9:.2f} GB "
+    print(f"loaded {sum(p.numel() for p in chatglm3.parameters()):,} parameters, {n_bytes / 2**30:.2f} GiB "
           f"in {time.perf_counter() - start:.0f} s")
     stop_ids = {chatglm3_tokenizer.eos_token_id, chatglm3_tokenizer.special_id("<|user|>"),
                 chatglm3_tokenizer.special_id("<|observation|>")}
@@ -773,10 +849,114 @@ else:
 #
 # ## Exercises
 #
-# ### Exercise 1: count the parameters of any config
+# ### Exercise 1: the model's forward, with padding and a cache
+# Section 4 ran the layers by hand on one unpadded sentence. Write `my_forward(model, input_ids,
+# attention_mask, kv_cache)` returning the logits `[batch, seq, padded_vocab_size]` that
+# `model(input_ids, attention_mask=attention_mask, kv_cache=kv_cache).logits` returns, by calling
+# the model's submodules yourself (`model.transformer.embedding`, `.rotary_pos_emb`,
+# `.encoder.layers`, `.encoder.final_layernorm`, `.output_layer`). Each layer is called as
+# `layer(hidden_states, rope_cache, mask, is_causal, layer_kv_cache)` and returns
+# `(hidden_states, new_layer_cache, probs)`. What you must get right:
+# - `attention_mask` (`[batch, past + seq]`, 0 for the left pads, or `None`) covers the cached tokens
+#   too; `kv_cache` is `None` or one `(k, v)` pair per layer, each `[batch, 2, past, 64]`;
+# - **positions**: real tokens count from 0, so a left-padded row `[pad, pad, a, b]` has positions
+#   `[0, 0, 0, 1]`, and the new tokens continue from where the cache stopped (lesson 02);
+# - **the mask**: with pads, `build_attention_mask`; without pads and without a past,
+#   `is_causal=True` and no mask; one new token after a cache needs neither; several new tokens
+#   after a cache need `causal_mask(seq, past + seq)` (lesson 03).
+#
+# The check compares the logits of the real tokens (pad positions are garbage by design) on four
+# batches: plain, left-padded, and three and then one new token after a padded cache. Calling
+# `model(...)` itself inside `my_forward` fails the check.
+
+# %%
+def my_forward(model, input_ids, attention_mask=None, kv_cache=None):
+    raise NotImplementedError
+
+
+# %% tags=["nbval-check-output"]
+from glm3_teach.attention import build_attention_mask, causal_mask  # noqa: F401 (for your my_forward)
+from glm3_teach.checks import Case, forbid_modules
+
+
+def real_tokens_only(logits, attention_mask):
+    """The logits with pad positions set to 0: [batch, seq, vocab]."""
+    if attention_mask is None:
+        return logits
+    real = attention_mask[:, -logits.shape[1]:].bool()[..., None]      # [batch, seq, 1]
+    return torch.where(real, logits, torch.zeros((), dtype=logits.dtype))
+
+
+generator = seed_everything(51)
+batch_ids = torch.randint(0, course_config.eos_token_id, (2, 9), generator=generator)   # [2, 9]
+batch_ids[0, :3] = course_config.pad_token_id                                           # row 0: 3 left pads
+batch_mask = torch.ones(2, 9, dtype=torch.long)
+batch_mask[0, :3] = 0
+with torch.no_grad():
+    padded_past = model(batch_ids[:, :6], attention_mask=batch_mask[:, :6], use_cache=True).kv_cache  # 6 cached
+forward_cases = [
+    Case(args=(torch.randint(0, 4094, (2, 6), generator=generator), None, None), label="no padding, no cache"),
+    Case(args=(batch_ids[:, :6], batch_mask[:, :6], None), label="left-padded batch, no cache"),
+    Case(args=(batch_ids[:, 6:], batch_mask, padded_past), label="3 new tokens after a padded cache"),
+    Case(args=(batch_ids[:, 6:7], batch_mask[:, :7], padded_past), label="1 new token after a padded cache"),
+]
+with torch.no_grad():
+    result = check("my_forward",  # calling the whole model inside my_forward is refused
+                   forbid_modules(lambda ids, mask, cache: real_tokens_only(my_forward(model, ids, mask, cache), mask),
+                                  ChatGLMForCausalLM),
+                   lambda ids, mask, cache: real_tokens_only(model(ids, attention_mask=mask, kv_cache=cache).logits, mask),
+                   forward_cases, atol=1e-5, rtol=1e-4,
+                   hint="past = kv_cache[0][0].shape[2]; positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:] "
+                        "(without a mask: arange(past, past + seq)); rope = rotary_pos_emb(seq_length)[positions]; "
+                        "pass kv_cache[i] to layer i")
+
+
+# %% [markdown]
+# ### Exercise 2: a cache in ChatGLM3's layout
+# A cache saved by ChatGLM3's own code (its `past_key_values`) holds per layer `(k, v)` of
+# `[seq, batch, num_kv_groups, head_dim]`. Write `from_chatglm3_cache(past_key_values)` returning the
+# same cache in this package's layout, `[batch, num_kv_groups, seq, head_dim]`, so the model can
+# continue from it. The check continues a sentence from your converted cache and compares the
+# logits with those of the model continuing from its own cache.
+
+# %%
+def from_chatglm3_cache(past_key_values):
+    raise NotImplementedError
+
+
+# %% tags=["nbval-check-output"]
+from einops import rearrange
+
+
+def chatglm3_layout(kv_cache):
+    """This package's cache in ChatGLM3's layout: [b, g, s, d] -> [s, b, g, d] per tensor."""
+    return [tuple(rearrange(t, "b g s d -> s b g d").contiguous() for t in pair) for pair in kv_cache]
+
+
+def continue_from(cache, new_ids):
+    with torch.no_grad():
+        return model(new_ids, kv_cache=cache).logits                    # [batch, new, vocab]
+
+
+generator = seed_everything(52)
+layout_cases = []
+for batch, past_len, label in [(1, 5, "one sentence"), (3, 8, "a batch of 3")]:
+    start = torch.randint(0, 4094, (batch, past_len), generator=generator)
+    with torch.no_grad():
+        own_cache = model(start, use_cache=True).kv_cache
+    layout_cases.append(Case(args=(chatglm3_layout(own_cache), own_cache,
+                                   torch.randint(0, 4094, (batch, 2), generator=generator)), label=label))
+result = check("from_chatglm3_cache",
+               lambda theirs, ours, new_ids: continue_from(from_chatglm3_cache(theirs), new_ids),
+               lambda theirs, ours, new_ids: continue_from(ours, new_ids), layout_cases,
+               hint="rearrange(k, 's b g d -> b g s d') for every k and v; keep one (k, v) tuple per layer")
+
+
+# %% [markdown]
+# ### Exercise 3: count the parameters of any config
 # Write `parameters_of(config)` returning the number of parameters of
 # `ChatGLMForCausalLM(config)`, from the config's fields alone. Mind the cases the course config
-# does not have: `multi_query_attention=False` (one key/value head per query head),
+# does not have: `multi_query_attention=False` (one KV group per query head),
 # `add_bias_linear=True` (a bias on every Linear layer, `query_key_value` included) and a head
 # projection `num_attention_heads * kv_channels` wider than `hidden_size`.
 
@@ -790,71 +970,7 @@ count_cases = [course_config, chatglm3_config, ChatGLMConfig.chatglm3_6b(multi_q
                ChatGLMConfig(**{**course_config.__dict__, "add_bias_linear": True}),
                ChatGLMConfig(**{**course_config.__dict__, "num_attention_heads": 8, "add_qkv_bias": False})]
 result = check("parameters_of", parameters_of, count_parameters, count_cases,
-               hint="use config.num_kv_groups for the key/value heads; the projection is heads * kv_channels wide")
-
-
-# %% [markdown]
-# ### Exercise 2: memory in bytes
-# Write `bytes_for(num_parameters, dtype)` returning the bytes needed to store that many weights
-# in `dtype`, one of `"float32"`, `"float16"`, `"bfloat16"`, `"int8"` and `"int4"`. Two int4
-# weights share one byte, so an odd count needs one more half-used byte.
-
-# %%
-def bytes_for(num_parameters: int, dtype: str) -> int:
-    raise NotImplementedError
-
-
-# %%
-BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8, "int4": 4}
-
-
-def bytes_for_reference(num_parameters, dtype):
-    return math.ceil(num_parameters * BITS[dtype] / 8)
-
-
-result = check("bytes_for", bytes_for, bytes_for_reference,
-               [(6_243_584_000, "float32"), (6_243_584_000, "bfloat16"), (4_986_112, "float16"),
-                (6_243_584_000, "int8"), (6_243_584_000, "int4"), (7, "int4")],
-               hint="bits per weight x count / 8, rounded up")
-
-
-# %% [markdown]
-# ### Exercise 3: the shape behind a key
-# Write `key_shape(key, config)` returning the shape (a tuple) of the tensor a checkpoint stores
-# under `key`, for the model that `config` describes, from the config's fields alone. Remember that
-# Linear weights are `[out_features, in_features]` and that `inv_freq` holds one frequency per
-# rotated pair of dims.
-
-# %%
-def key_shape(key: str, config: ChatGLMConfig) -> tuple:
-    raise NotImplementedError
-
-
-# %%
-from glm3_teach.checkpoint import expected_tensors
-
-shapes_by_config = {}
-
-
-def key_shape_reference(key, config):
-    name = config.to_json()
-    if name not in shapes_by_config:
-        shapes_by_config[name] = expected_tensors(config)   # built on the meta device
-    return tuple(shapes_by_config[name][key])
-
-
-key_cases = [(key, config) for config in (chatglm3_config, course_config) for key in
-             ["transformer.embedding.word_embeddings.weight", "transformer.rotary_pos_emb.inv_freq",
-              "transformer.encoder.layers.3.self_attention.query_key_value.weight",
-              "transformer.encoder.layers.3.self_attention.query_key_value.bias",
-              "transformer.encoder.layers.0.self_attention.dense.weight",
-              "transformer.encoder.layers.2.mlp.dense_h_to_4h.weight",
-              "transformer.encoder.layers.2.mlp.dense_4h_to_h.weight",
-              "transformer.encoder.layers.1.post_attention_layernorm.weight",
-              "transformer.output_layer.weight"]]
-result = check("key_shape", key_shape, key_shape_reference, key_cases,
-               hint="match the end of the key; dense_h_to_4h has 2 * ffn_hidden_size outputs; "
-                    "inv_freq has kv_channels // 4")
+               hint="use config.num_kv_groups for the KV groups; the projection is heads * kv_channels wide")
 
 # %% [markdown]
 # Solutions are in `notebooks/solutions/05_model_solutions.ipynb`; try first.
@@ -868,12 +984,15 @@ result = check("key_shape", key_shape, key_shape_reference, key_cases,
 # - ChatGLM3-6B has 6,243,584,000 parameters: 203,960,832 per block × 28, two 266 M vocabulary
 #   matrices and one final norm; three quarters of them sit in the SwiGLU MLPs. The meta device
 #   builds it without memory and counts the same number.
-# - Weights take 25.0 GB in fp32, 12.5 GB in bf16, 6.2 GB in int8 and 3.1 GB in int4; AdamW
-#   training state alone would take about 100 GB.
+# - Weights take 23.3 GiB in fp32, 11.6 GiB in bf16, 5.8 GiB in int8 and 2.9 GiB in int4; AdamW
+#   training state alone (16 bytes a parameter) would take about 93 GiB. A token costs about 2N
+#   FLOPs forward and 6N in training.
 # - Our config and our 200 state-dict keys match the real `config.json` and checkpoint index one
 #   for one; `save_pretrained`/`load_pretrained` use the Hugging Face layout and round-trip bit
 #   for bit, and load the real shards one at a time.
 # - An untrained model's next-token distribution is nearly uniform: it babbles, and its loss is
 #   ln(vocab_size) plus about σ²/2.
+# - ChatGLM3's own code is sequence-first (`[s, b, h]`, a KV cache of `[seq, b, 2, 128]`) and its
+#   masks say True = masked; ours are batch-first and say True = may attend. Same numbers.
 #
 # Next: **06 · 预训练 Pretraining**, where that loss comes down and the babble turns into stories.

@@ -398,15 +398,48 @@ assert score[("chat", "val", "all")]["fact_accuracy"] > score[("chat", "heldout"
 
 # %% [markdown]
 # The commonest failure is not a wrong number but a wrong *intent*: a fluent, correct answer to a
-# different question (the shop's hours, or the greeting, in reply to a held-out phrasing of "where
-# are you" or "who are you"). A held-out template often leans on words no training template uses,
-# and a 5 M-parameter model then falls back on the answer it has seen most. Seen phrasings with new
-# values (`val`) do much better than held-out ones: what the model learned is partly the strings.
-# The full table (all 480 plain dialogues of each split) is in the chat checkpoint's README; the
-# command `python -m glm3_teach.evaluate --model data/checkpoints/base --model data/checkpoints/chat`
-# writes every reply with `--json`. The README also records what this checkpoint does *not* do yet:
-# it trained on every tool dialogue of lesson 09, but it does not make correct tool calls (lesson 09
-# measures why).
+# different question (the closed day in reply to a held-out phrasing of "when do you close", or the
+# identity in reply to a request the shop cannot help with). A held-out template often leans on
+# words no training template uses, and a 5 M-parameter model then falls back on an answer it has
+# seen often. Seen phrasings with new values (`val`) do better than held-out ones: what the model
+# learned is partly the strings.
+#
+# ### More phrasings, not more steps
+#
+# The first version of the data had 15 templates per intent and language (12 trained). Four
+# training recipes on it (learning rate, steps, story mix: the table in `configs/chat.toml`) all
+# stayed below 70% on held-out phrasings: a higher rate or more steps only memorised the training
+# phrasings better. What helped was the data: ten more templates per intent and language, written
+# to widen the words each intent is asked with ("What street is the shop on?", "包邮要满多少钱？"),
+# and more dialogues for the intents that failed most. The same recipe on that data is the shipped
+# model. The full evaluation, every one of the 480 plain dialogues of each split, is stored beside
+# the checkpoint (`evaluation.json`, written by `python -m glm3_teach.evaluate --model
+# data/checkpoints/base --model data/checkpoints/chat --json ...`); read back, split by the original
+# held-out templates (indices 2, 7, 12) and the new ones (17, 22):
+
+# %% tags=["nbval-check-output"]
+full = json.loads((CHAT / "evaluation.json").read_text(encoding="utf-8"))
+full_rows = {(r["model"], r["split"], r["lang"]): r for r in full["rows"]}
+graded = [r for r in full["replies"] if r["model"] == "chat" and r["split"] == "heldout" and r["correct"] is not None]
+by_age = {"templates 2, 7, 12": [r for r in graded if int(r["meta"]["template"][-2:]) < 15],
+          "templates 17, 22": [r for r in graded if int(r["meta"]["template"][-2:]) >= 15]}
+for split in ("val", "heldout"):
+    r = full_rows[("chat", split, "all")]
+    print(f"chat {split:>7}, all {r['items']} dialogues: facts {r['fact_accuracy']:.1%}, stops {r['stop_compliance']:.1%}, "
+          f"language {r['language_match']:.1%}")
+for name, group in by_age.items():
+    print(f"  held-out {name}: {sum(bool(r['correct']) for r in group) / len(group):.1%} of {len(group)}")
+heldout_all = full_rows[("chat", "heldout", "all")]
+assert heldout_all["items"] == 480 and heldout_all["fact_accuracy"] >= 0.70
+assert heldout_all["stop_compliance"] >= 0.98 and heldout_all["language_match"] >= 0.98
+
+# %% [markdown]
+# The course's targets (at least 70% of held-out phrasings, stop and language at least 98%) hold
+# on the whole split. The score on the new held-out templates is lower than on the old ones: the
+# new ones were written later, some deliberately hard ("我下班后过去，你们还开着吗？几点关门？"),
+# which is what a question from a real customer is like. The README also records what this
+# checkpoint does *not* do yet: it trained on every tool dialogue of lesson 09, but it does not make
+# correct tool calls (lesson 09 measures why).
 #
 # ### Forgetting
 #
@@ -430,8 +463,8 @@ for lang in ("zh", "en"):
 # Within the +10% the course allows, but it took two remedies together. The first recipe (200
 # story blocks, 11% of the tokens, lr 1e-3, 150 steps) raised the stories' bits per byte by 30%
 # (zh) and 45% (en); 800 blocks at lr 5e-4 still by 10% and 13%; 1,600 blocks at lr 3e-4 by 2% and
-# 5%, at the price of a few points of held-out accuracy (the four runs are tabulated in
-# `configs/chat.toml`). The big models use the same remedies: pretraining text in the mix and a low
+# 5%, at the price of a few points of held-out accuracy (the runs are tabulated in
+# `configs/chat.toml`; the printout above has the shipped model's rise). The big models use the same remedies: pretraining text in the mix and a low
 # learning rate; or training far fewer weights (lesson 10's LoRA and P-Tuning keep the base
 # weights frozen).
 

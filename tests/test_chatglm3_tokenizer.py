@@ -13,8 +13,9 @@ from glm3_teach.paths import find_reference_file
 from glm3_teach.tokenizer import load_tokenizer
 
 MODEL = find_reference_file("tokenizer.model", TOKENIZER_ENV_VAR)
-needs_model = pytest.mark.skipif(MODEL is None, reason=f"ChatGLM3's tokenizer.model not found: put it in "
-                                 f"../shared/reference/chatglm3/ or set {TOKENIZER_ENV_VAR}")
+needs_model = pytest.mark.skipif(MODEL is None, reason=f"ChatGLM3's tokenizer.model not found: looked at "
+                                 f"${TOKENIZER_ENV_VAR} (the file), then ${{GLM3_REFERENCE_DIR}}/tokenizer.model, "
+                                 f"default ../shared/reference/chatglm3/tokenizer.model; set either variable or put it there")
 
 
 @pytest.fixture(scope="module")

@@ -218,3 +218,64 @@ def test_a_problem_that_only_repeats_expected_and_got_is_not_printed_twice(capsy
 def test_a_long_list_of_ids_is_shortened_with_its_length():
     message = check("ids", lambda ids: ids[:-1], lambda ids: ids, [(list(range(100)),)]).message
     assert "input:    [0, 1, 2, 3, 4, 5, 6, 7, ... (100 ints)]" in message and "expected 100 items, got 99" in message
+
+
+def test_forbid_repeated_copies_fails_a_materialised_repeat_and_allows_broadcasting(capsys):
+    from glm3_teach.attention import repeat_kv
+    from glm3_teach.checks import forbid_repeated_copies
+
+    def copying(q, k):
+        return q * repeat_kv(k, 2)
+
+    def broadcasting(q, k):
+        return (q.unflatten(1, (k.shape[1], -1)) * k[:, :, None]).flatten(1, 2)
+
+    q, k = torch.randn(1, 4, 3, 2), torch.randn(1, 2, 3, 2)
+    assert not check("copying", forbid_repeated_copies(copying, "k"), broadcasting, [(q, k)])
+    out = capsys.readouterr().out
+    assert "RepeatedCopyError" in out and "holds k 2 times over" in out and "of copying: return q * repeat_kv(k, 2)" in out
+    assert check("broadcasting", forbid_repeated_copies(broadcasting, "k"), copying, [(q, k)])
+
+
+def test_forbid_repeated_copies_names_a_missing_argument():
+    from glm3_teach.checks import forbid_repeated_copies
+
+    with pytest.raises(ValueError, match="has no argument"):
+        forbid_repeated_copies(lambda q: q, "k")
+
+
+def test_a_nested_list_of_tensors_is_described_by_shapes_and_repeats_are_counted():
+    from glm3_teach.checks import _short
+
+    cache = [(torch.zeros(2, 2, 6, 64), torch.zeros(2, 2, 6, 64)) for _ in range(4)]
+    assert _short(cache) == "[4 x (tensor [2, 2, 6, 64] float32, tensor [2, 2, 6, 64] float32)]"
+
+
+def test_forbid_whole_axis_fails_the_full_score_matrix_and_allows_blocks(capsys):
+    from glm3_teach.checks import forbid_whole_axis
+
+    def full(q, k):
+        return (q @ k.transpose(-2, -1)).amax(-1)
+
+    def blocks(q, k):
+        return torch.stack([(q @ k[..., j:j + 4, :].transpose(-2, -1)).amax(-1) for j in range(0, k.shape[-2], 4)]).amax(0)
+
+    q, k = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 11, 8)
+    assert not check("full", forbid_whole_axis(full, "k", -2), blocks, [(q, k)])
+    assert "as long as all 11 rows of k" in capsys.readouterr().out
+    assert check("blocks", forbid_whole_axis(blocks, "k", -2), full, [(q, k)])
+
+
+def test_forbid_modules_refuses_the_module_the_exercise_asks_for_and_allows_its_parts(capsys):
+    from glm3_teach.checks import forbid_modules
+
+    layer = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+    x = torch.randn(2, 3)
+
+    def by_parts(x):
+        return layer[1](layer[0](x))
+
+    assert not check("calls it", forbid_modules(lambda x: layer(x), torch.nn.Sequential), by_parts, [(x,)])
+    assert "calling Sequential is not allowed here" in capsys.readouterr().out
+    assert check("by parts", forbid_modules(by_parts, torch.nn.Sequential), lambda x: layer(x), [(x,)])
+    assert layer(x).shape == (2, 3)  # the refusal ends with the call

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from glm3_teach.attention import rotate_queries_and_keys
 from glm3_teach.generate import generate, stream_generate
 from glm3_teach.kv_cache import KVCache
 from glm3_teach.model import ChatGLMConfig, ChatGLMForCausalLM
+from glm3_teach.rope import apply_rotary_pos_emb, build_rope_cache
 
 
 def small_model(**overrides) -> ChatGLMForCausalLM:
@@ -129,3 +131,24 @@ def test_check_inputs_false_skips_only_the_value_checks(model):
             model(torch.tensor([1, 2]), check_inputs=False)            # shapes are still checked
         fine = model(torch.tensor([[1, 2, 3]]), check_inputs=False).logits
     assert torch.equal(fine, model(torch.tensor([[1, 2, 3]])).logits)
+
+
+def test_the_decoding_shortcuts_change_no_bit(model):
+    """Rope rows sliced from the table (no mask, no positions given) equal rows indexed by position,
+    and rotating queries and keys in one call equals two calls: both are exact, not close."""
+    prompt = ids(3, 7)
+    sliced_cache = KVCache.for_config(model.config, batch=3, max_len=8)
+    indexed_cache = KVCache.for_config(model.config, batch=3, max_len=8)
+    with torch.no_grad():
+        assert torch.equal(model(prompt[:, :6], kv_cache=sliced_cache, use_cache=True).logits,
+                           model(prompt[:, :6], kv_cache=indexed_cache, use_cache=True,
+                                 position_ids=torch.arange(6)[None]).logits)
+        sliced_step = model(prompt[:, 6:], kv_cache=sliced_cache).logits                       # past = 6
+        indexed_step = model(prompt[:, 6:], kv_cache=indexed_cache, position_ids=torch.tensor([[6]])).logits
+        elsewhere = model(prompt[:, 6:], kv_cache=indexed_cache, position_ids=torch.tensor([[5]])).logits
+    assert torch.equal(sliced_step, indexed_step) and not torch.allclose(sliced_step, elsewhere)
+    q, k = torch.randn(3, 4, 5, 16), torch.randn(3, 2, 5, 16)
+    rope = build_rope_cache(9, 8)[torch.tensor([[0, 1, 2, 3, 4], [4, 5, 6, 7, 8], [0, 0, 1, 2, 3]])]  # [3, 5, 4, 2]
+    q_rotated, k_rotated = rotate_queries_and_keys(q, k, rope)
+    assert torch.equal(q_rotated, apply_rotary_pos_emb(q, rope)) and torch.equal(k_rotated, apply_rotary_pos_emb(k, rope))
+    assert q_rotated.is_contiguous() and k_rotated.is_contiguous()

@@ -173,12 +173,33 @@ def test_the_command_line_reports_a_missing_model_in_one_line(capsys):
     assert err.count("\n") == 1 and "not a folder" in err
 
 
-def test_the_command_line_asks_for_the_base_of_an_adapter(capsys):
+def test_the_command_line_asks_for_the_base_of_an_adapter_that_names_none(capsys, tmp_path):
+    import json
+    import shutil
+
     from glm3_teach.serve import main
+
+    shipped = data_dir() / "checkpoints" / "chat_lora"
+    if not (shipped / "adapter_config.json").exists():
+        pytest.skip(f"the LoRA adapter {shipped} is missing (lesson 10 makes it)")
+    adapter = tmp_path / "adapter"
+    shutil.copytree(shipped, adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}),
+                                                 encoding="utf-8")
+    assert main(["--model", str(adapter)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--base" in err
+
+
+def test_a_lora_adapter_that_names_its_base_loads_without_base():
+    from glm3_teach import peft
+    from glm3_teach.serve import load_model
 
     adapter = data_dir() / "checkpoints" / "chat_lora"
     if not (adapter / "adapter_config.json").exists():
         pytest.skip(f"the LoRA adapter {adapter} is missing (lesson 10 makes it)")
-    assert main(["--model", str(adapter)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--base" in err
+    base = peft.read_adapter_config(adapter)["base_model_name_or_path"]
+    assert base == "data/checkpoints/base"        # written by sft through peft.export
+    model = load_model(adapter, device="cpu")
+    assert model.config.num_layers == 4 and not any("lora" in name for name, _ in model.named_parameters())

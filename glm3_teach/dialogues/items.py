@@ -38,9 +38,9 @@ SYSTEM_SHARE = 0.25  # share of plain dialogues that open with a short system pr
 PLAIN_INTENTS = SHOP_INTENTS + ("greeting", "thanks", "translate", "followup")
 INTENTS = PLAIN_INTENTS + TOOL_INTENTS
 # Training dialogues per intent and language; val and heldout get EVAL_COUNT each.
-TRAIN_COUNTS = {"price": 320, "hours": 160, "closed_day": 200, "address": 140, "free_shipping": 150,
-                "shipping_fee": 150, "delivery": 150, "returns": 150, "recommend": 220, "brew": 260, "identity": 160,
-                "out_of_domain": 180, "greeting": 80, "thanks": 120, "translate": 500, "followup": 260,
+TRAIN_COUNTS = {"price": 320, "hours": 160, "closed_day": 200, "address": 200, "free_shipping": 180,
+                "shipping_fee": 200, "delivery": 180, "returns": 150, "recommend": 220, "brew": 260, "identity": 200,
+                "out_of_domain": 260, "greeting": 80, "thanks": 120, "translate": 500, "followup": 260,
                 "order_status": 220, "order_ask": 140, "order_error": 100, "stock": 180, "total": 260, "no_tool": 260}
 EVAL_COUNT = 15
 

@@ -1,7 +1,7 @@
 """The customers' side of the SFT set: question templates per intent, openers, closers, and the held-out rule.
 
 Taught in lesson 08 (why whole *templates* are held out) and used for lesson 09's tool
-dialogues. ``TEMPLATES`` maps intent -> language -> at least 12 phrasings; template *k* of
+dialogues. ``TEMPLATES`` maps intent -> language -> at least 12 phrasings (25 for plain intents); template *k* of
 every list (and opener, closer and order-id reply *k*) is held out when ``k % 5 == 2``
 (``is_heldout``): it appears only in the ``heldout`` split. ``compose`` wraps a question in an
 opener and a closer ("您好，" ... "谢谢！").
@@ -226,6 +226,144 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
                "How about for the {p}, then?"),
     },
 }
+
+# Templates 15-24 of every plain intent (second edition). With only the first 15 the shipped model
+# answered 66% of held-out questions: its failures were new phrasings read as another intent
+# ("What street is the shop on?" answered with the delivery time), because a dozen training phrasings
+# teach a few key words, not the meaning. These widen the words each intent is asked with; the same
+# rule holds out index 17 and 22 (and still 2, 7, 12), so the held-out split grows to 5 per list.
+MORE_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "price": {
+        "zh": ("{p}标价多少？", "一{m}{p}卖多少？", "你们的{p}怎么收费？", "{p}什么价钱？", "我想知道{p}卖几块钱。",
+               "{p}多少钱能买到？", "买{p}得花多少？", "想买{p}，价格怎么样？", "{p}贵吗？", "问下{p}一{m}的价格。"),
+        "en": ("What's the {p} going for?", "How much is one {p}?", "Can you tell me what the {p} costs?",
+               "What would I pay for the {p}?", "Tell me the price of the {p}.", "How much is the {p} these days?",
+               "Is the {p} cheap? How much?", "What's the cost of the {p}?", "Price check on the {p}?",
+               "How many yuan is the {p}?"),
+    },
+    "hours": {
+        "zh": ("店里几点开始营业？", "晚上几点关店？", "你们一天开几个小时，几点到几点？", "开门时间是几点？", "关门时间是几点？",
+               "你们早上几点上班？", "几点以后就不营业了？", "我下班后过去，你们还开着吗？几点关门？", "请问每天的营业时间。",
+               "你们店开门和关门各是几点？"),
+        "en": ("When do you open in the morning?", "What time do you shut?", "What are the shop's hours?",
+               "Opening times, please.", "When does the store close?", "Till when are you open today?",
+               "What time do you stop serving customers?", "Can I still come by in the evening? When do you close?",
+               "At what time does the shop open?", "Tell me your opening and closing times."),
+    },
+    "closed_day": {
+        "zh": ("{d}你们上班吗？", "一周有哪天不开？", "{d}那天店里有人吗？", "你们的店哪天关门？", "{d}可以过去买茶叶吗？",
+               "店里每周休息几天？哪天？", "{d}开不开门？", "你们有没有不营业的日子？", "休息日是星期几？",
+               "我想{d}去店里，会不会关门？"),
+        "en": ("Are you open {d}?", "Which day of the week is the shop shut?", "Is the shop closed on {d}?",
+               "Do you close on any day?", "Can I drop by on {d}?", "What day are you not open?",
+               "Are you working on {d}?", "Is there a day when you don't open?", "Which day do you take off?",
+               "I plan to come on {d}. Are you open then?"),
+    },
+    "address": {
+        "zh": ("你们店开在什么位置？", "茶铺的地址在哪里？", "你们店在哪儿啊？我想过去看看。", "门店地址是哪里？", "去茶铺怎么走？",
+               "你们店在哪条街？", "能把店的地址告诉我吗？", "我想到店里逛逛，你们在哪？", "你们的铺子在哪个地方？",
+               "实体店地址是什么？"),
+        "en": ("Where's the shop?", "What's the address of the store?", "Where can I find you?",
+               "Which road is the shop on?", "How do I get to the tea shop?", "Where is the store located?",
+               "Can you tell me where the shop is?", "I want to come to the shop. What's the address?",
+               "Where is your tea shop located?", "In which town and street is the shop?"),
+    },
+    "free_shipping": {
+        "zh": ("买多少才包邮？", "包邮要满多少钱？", "多少钱以上不用运费？", "免运费的条件是什么？", "订单满多少免邮费？",
+               "买够多少钱可以不付邮费？", "有包邮吗？要买多少？", "我要买多少东西才能免邮？", "满额包邮是多少？", "免邮门槛多少？"),
+        "en": ("How much for free shipping?", "What do I have to spend to ship for free?",
+               "Is there a minimum for free shipping?", "When do I get free postage?",
+               "Do orders over a certain amount ship free?", "What's the threshold for free delivery?",
+               "How much must I order to skip the shipping fee?", "Can shipping be free if I order more?",
+               "Above what total is shipping free?", "Tell me when shipping is free."),
+    },
+    "shipping_fee": {
+        "zh": ("运费收多少？", "快递费是多少钱？", "寄快递的话要加钱吗？加多少？", "邮费多少钱？", "寄到家要多少运费？",
+               "运费是几块钱？", "发快递收多少钱？", "订单不满包邮要付多少运费？", "你们运费怎么收？", "邮寄费用是多少？"),
+        "en": ("What's the postage?", "How much do you charge for shipping?", "What will shipping cost me?",
+               "Is there a fee for delivery?", "How much is the delivery charge?", "What's the shipping cost?",
+               "How much does postage cost?", "If my order is small, how much is shipping?",
+               "Do you charge a shipping fee? How much?", "Shipping fee, please?"),
+    },
+    "delivery": {
+        "zh": ("多长时间能到货？", "寄到{c}多久？", "下单后几天能收到？", "快递要走几天？", "发货后几天送到？", "送到{c}要几天？",
+               "物流一般要几天？", "我在{c}，多久能拿到茶叶？", "到货时间是多久？", "大概几天能送到家？"),
+        "en": ("How many days is delivery?", "How long to get to {c}?", "How long will it take to arrive?",
+               "How soon does an order arrive?", "What's the delivery time to {c}?", "How long does the parcel take?",
+               "How many days will shipping take?", "I live in {c}. How long until my tea arrives?",
+               "When should my order get here?", "How long do I wait for delivery?"),
+    },
+    "returns": {
+        "zh": ("能退货吗？", "不满意可以退吗？", "买回去不喜欢，可以退吗？", "几天内能退货？", "退货怎么办理？", "可以退款吗？",
+               "茶没拆封能退吗？", "你们的退换货规定是怎样的？", "买了能不能退？", "退货期限是几天？"),
+        "en": ("Can I send it back?", "What's your refund policy?", "Can I return my order if I change my mind?",
+               "How long do I have to return something?", "Are returns allowed?", "Can I return the tea if it's unopened?",
+               "Do you give refunds?", "What happens if I want to return an item?", "Can I exchange or return it?",
+               "How many days for returns?"),
+    },
+    "recommend": {
+        "zh": ("有{w}茶推荐吗？", "哪款茶{wb}？", "我想喝点{w}茶，有推荐吗？", "{w}茶哪种好？", "你觉得哪种茶{wb}？",
+               "帮我选个{w}茶吧。", "有没有推荐的{w}茶？", "我朋友喜欢{w}茶，买哪种好？", "请问哪个茶{wb}？", "想找一款{w}茶。"),
+        "en": ("Which tea would you recommend that is {w}?", "I'm after a tea that's {w}.",
+               "Do you have any recommendation for a tea that is {w}?", "What tea is {w}?",
+               "Can you suggest a tea that is {w}?", "I need a tea that is {w}. Which one?", "Got a tea that's {w}?",
+               "Help me pick a tea that is {w}.", "Tell me which tea is {w}.",
+               "What should I buy if I want a tea that is {w}?"),
+    },
+    "brew": {
+        "zh": ("{p}用什么温度的水？", "{p}泡几分钟好？", "{p}的正确泡法是什么？", "泡{p}要多热的水？", "{p}怎么泡好喝？",
+               "{p}该泡多长时间？", "冲泡{p}要注意什么？", "刚买了{p}，水温和时间怎么弄？", "{p}用多少度水泡？", "教教我怎么泡{p}。"),
+        "en": ("What temperature for the {p}?", "How long do I brew the {p}?", "What's the right way to brew the {p}?",
+               "How hot should the water be when making the {p}?", "How should the {p} be prepared?",
+               "How many minutes should the {p} steep?", "Steeping time for the {p}?",
+               "I got the {p}. What water temperature and how long?", "How do I prepare the {p}?",
+               "Give me brewing tips for the {p}."),
+    },
+    "identity": {
+        "zh": ("你是人还是机器？", "你是哪位？", "跟我聊天的是谁？", "你是AI吗？", "你是智谱的ChatGLM吗？", "说说你是谁。",
+               "你是店员吗？", "你是真人客服吗？", "你是什么模型？", "你是{keeper}本人吗？"),
+        "en": ("Are you human?", "Who is this?", "Am I talking to a bot?", "Is this a real person?",
+               "What kind of model are you?", "Tell me about yourself.", "Are you a shop worker?",
+               "Are you a person or a program?", "Are you ChatGLM?", "Is this {keeper}?"),
+    },
+    "out_of_domain": {
+        "zh": ("{c}今天会下雨吗？", "帮我写一篇关于{t}的作文。", "你能帮我写一封求职信吗？", "地球到月亮有多远？", "推荐几本好看的小说。",
+               "怎么学好英语？", "帮我规划一下去{c}的旅行。", "明天的彩票号码是多少？", "手机坏了怎么修？", "给我唱首歌吧。"),
+        "en": ("Will it rain in {c} today?", "Write an essay about {t}.", "Can you help me write a cover letter?",
+               "How far is the moon from the earth?", "Recommend some good novels.", "How can I learn Chinese fast?",
+               "Plan a trip to {c} for me.", "What are tomorrow's lottery numbers?", "How do I fix my phone?",
+               "Sing me a song."),
+    },
+    "greeting": {
+        "zh": ("你好啊", "早安", "您好，在吗", "哈啰", "晚上好呀", "你好你好", "嗨，在不在？", "喂，有人在吗？", "老板在吗？", "中午好"),
+        "en": ("Morning!", "Hey, hello", "Hi, anyone here?", "Evening!", "Yo", "Hello hello", "Hi, good day",
+               "Hey, is someone there?", "Hi, hello", "Good day"),
+    },
+    "thanks": {
+        "zh": ("谢谢您", "感谢感谢", "好的，多谢了", "谢了", "太好了，谢谢", "收到，谢谢", "非常感谢", "谢谢你帮我", "好的好的，谢谢",
+               "感谢您的回答"),
+        "en": ("Thank you", "Thanks so much", "Thanks for your help", "Ta", "Great, thank you", "Much appreciated",
+               "OK thanks", "Thank you, that helps", "Thanks a bunch", "Nice, thanks"),
+    },
+    "translate": {
+        "en": ("翻成英文：{s}", "这句用英语怎么讲：{s}", "请帮我翻译成英文：{s}", "英语怎么说：{s}", "把这段话译成英文：{s}",
+               "请用英文表达：{s}", "帮我翻一下，要英文的：{s}", "麻烦把这句话翻译为英文：{s}", "译成英语：{s}", "“{s}”翻译成英文是什么？"),
+        "zh": ("Into Chinese, please: {s}", "Translate this to Chinese: {s}", "Could you translate this into Chinese? {s}",
+               "What's the Chinese for this? {s}", "Please put this in Chinese: {s}", "Chinese, please: {s}",
+               "Give me this sentence in Chinese: {s}", "Can you say this in Chinese for me? {s}",
+               "Translate into Mandarin: {s}", 'What is "{s}" in Chinese?'),
+    },
+    "followup": {
+        "zh": ("{p}那个呢？", "那换{p}呢？", "要是换成{p}呢？", "{p}呢，一样吗？", "那问问{p}。", "再说说{p}？", "{p}怎么样呢？",
+               "那{p}又是怎样？", "还有，{p}呢？", "那么换成{p}的话呢？"),
+        "en": ("And the {p}, then?", "What about the {p} then?", "And how about the {p}?", "Same for the {p}?",
+               "And if it's the {p}?", "The {p}, then?", "Now what about the {p}?", "OK, what about the {p}?",
+               "And the {p} too?", "Tell me the same for the {p}."),
+    },
+}
+for _intent, _by_lang in MORE_TEMPLATES.items():
+    for _lang, _extra in _by_lang.items():
+        TEMPLATES[_intent][_lang] += _extra
 
 OOD_TOPICS = (("春天", "spring"), ("月亮", "the moon"), ("大海", "the sea"), ("小猫", "a little cat"), ("秋天的树叶", "autumn leaves"))
 

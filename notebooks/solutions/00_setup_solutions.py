@@ -5,56 +5,74 @@
 # run fails if a solution stops matching the reference.
 
 # %%
-import re
+import torch
 
-from glm3_teach.checks import check
+from glm3_teach.checks import Case, check
+from glm3_teach.config import ChatGLMConfig
+from glm3_teach.generate import kv_cache_bytes as package_kv_cache_bytes
+from glm3_teach.layers import GLMBlock
 
-
-def count_han_reference(text: str) -> int:
-    return len(re.findall(r"[\u4e00-\u9fff]", text))
-
-
-def chatglm3_block_parameters(config: dict) -> int:
-    hidden, head_dim = config["hidden_size"], config["kv_channels"]
-    qkv_out = config["num_attention_heads"] * head_dim + 2 * config["multi_query_group_num"] * head_dim
-    return (qkv_out * hidden + qkv_out + config["num_attention_heads"] * head_dim * hidden
-            + 3 * config["ffn_hidden_size"] * hidden + 2 * hidden)
+CONFIG = {"num_layers": 28, "hidden_size": 4096, "ffn_hidden_size": 13696, "kv_channels": 128,
+          "num_attention_heads": 32, "multi_query_group_num": 2, "padded_vocab_size": 65024,
+          "seq_length": 8192, "add_qkv_bias": True}
 
 
-CONFIG = {"hidden_size": 4096, "ffn_hidden_size": 13696, "kv_channels": 128,
-          "num_attention_heads": 32, "multi_query_group_num": 2}
-assert chatglm3_block_parameters(CONFIG) == 203_960_832  # the facts sheet's per-layer count
+def shapes(config: dict) -> ChatGLMConfig:
+    return ChatGLMConfig(**{key: config[key] for key in CONFIG})
 
 
-# %% [markdown]
-# ## Exercise 1: count the Chinese characters
-
-# %% tags=["nbval-check-output"]
-def count_han(text: str) -> int:
-    return sum("\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
-assert check("count_han", count_han, count_han_reference, ["", "茶馆", "我喝了3杯茶。", "Tea 茶 and 🍵", "𠮷野家"])
-assert count_han("𠮷野家") == 2  # 𠮷 (U+20BB7) is in Extension B, outside the basic block this exercise counts
+def block_size(config: dict) -> int:
+    with torch.device("meta"):
+        block = GLMBlock(shapes(config))
+    return sum(p.numel() for p in block.parameters())
 
 
 # %% [markdown]
-# ## Exercise 2: the parameters of one GLM block
-# `query_key_value` maps 4096 inputs to 32·128 query + 2·128 key + 2·128 value outputs and has a
-# bias; `dense` maps 4096 back to 4096; SwiGLU's `dense_h_to_4h` has 2 × 13696 outputs (gate and
-# up) and `dense_4h_to_h` brings 13696 back to 4096; each RMSNorm has 4096 weights.
+# ## Exercise 1: the memory of a long conversation
+# Per token, every layer caches one key and one value vector for each **KV group** (2 in
+# ChatGLM3-6B, not 32: the query heads share them), each `kv_channels` = 128 values of 2 bytes:
+# 2 x 28 x 2 x 128 x 2 = 28,672 bytes a token. The FFN width, the vocabulary and the number of
+# query heads do not enter. The tempting answer uses the query heads:
 
 # %% tags=["nbval-check-output"]
-def block_parameters(config: dict) -> int:
-    hidden, head_dim = config["hidden_size"], config["kv_channels"]
-    q_width = config["num_attention_heads"] * head_dim
-    kv_width = 2 * config["multi_query_group_num"] * head_dim
-    query_key_value = (q_width + kv_width) * hidden + (q_width + kv_width)
-    dense = q_width * hidden
-    mlp = 2 * config["ffn_hidden_size"] * hidden + config["ffn_hidden_size"] * hidden
-    norms = 2 * hidden
-    return query_key_value + dense + mlp + norms
+def kv_cache_bytes(config: dict, tokens: int) -> int:
+    per_token = 2 * config["num_layers"] * config["multi_query_group_num"] * config["kv_channels"] * 2
+    return per_token * tokens
 
 
-assert check("block_parameters", block_parameters, chatglm3_block_parameters, [(CONFIG,), ({**CONFIG, "ffn_hidden_size": 1024},)])
-print(f"{block_parameters(CONFIG):,}")
+def kv_cache_bytes_per_head(config: dict, tokens: int) -> int:   # wrong: one key/value per query head
+    return 2 * config["num_layers"] * config["num_attention_heads"] * config["kv_channels"] * 2 * tokens
+
+
+cases = [Case((CONFIG, 1), label="ChatGLM3-6B, one token"), Case((CONFIG, 8192), label="ChatGLM3-6B, 8,192 tokens"),
+         Case(({**CONFIG, "multi_query_group_num": 32}, 8192), label="32 groups"),
+         Case(({**CONFIG, "num_layers": 2, "ffn_hidden_size": 1024}, 100), label="2 layers, narrow FFN")]
+reference = lambda c, tokens: package_kv_cache_bytes(shapes(c), tokens)
+assert check("kv_cache_bytes", kv_cache_bytes, reference, cases)
+assert not check("kv_cache_bytes", kv_cache_bytes_per_head, reference, cases)
+print(f"{kv_cache_bytes(CONFIG, 8192) / 2**20:.0f} MiB for a full 8,192-token context")
+
+
+# %% [markdown]
+# ## Exercise 2: what two KV groups save in weights
+# Only `query_key_value` depends on the number of groups: it has `32 x 128` query outputs plus
+# `2 x groups x 128` key and value outputs, each with 4096 weights and one bias. Going from 2 to
+# 32 groups adds `2 x 30 x 128` outputs: 7,680 x 4,097 = 31,464,960 parameters per block.
+
+# %% tags=["nbval-check-output"]
+def gqa_saved_parameters(config: dict) -> int:
+    extra_outputs = 2 * (config["num_attention_heads"] - config["multi_query_group_num"]) * config["kv_channels"]
+    return extra_outputs * (config["hidden_size"] + (1 if config["add_qkv_bias"] else 0))
+
+
+def saved_by_groups(config: dict) -> int:
+    return block_size({**config, "multi_query_group_num": config["num_attention_heads"]}) - block_size(config)
+
+
+assert check("gqa_saved_parameters", gqa_saved_parameters, saved_by_groups,
+             [Case((CONFIG,), label="ChatGLM3-6B"), Case(({**CONFIG, "multi_query_group_num": 8},), label="8 groups"),
+              Case(({**CONFIG, "add_qkv_bias": False},), label="no bias"),
+              Case(({**CONFIG, "hidden_size": 256, "num_attention_heads": 4, "kv_channels": 64, "ffn_hidden_size": 683},),
+                   label="course-sized block")])
+assert gqa_saved_parameters(CONFIG) == 31_464_960
+print(f"{gqa_saved_parameters(CONFIG):,} parameters per block")

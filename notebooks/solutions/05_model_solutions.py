@@ -5,18 +5,134 @@
 # fails if a solution stops matching the package.
 
 # %%
-import math
-import re
+import torch
+from einops import rearrange
 
-from glm3_teach import ChatGLMConfig, check, count_parameters
-from glm3_teach.checkpoint import expected_tensors
+from glm3_teach import ChatGLMConfig, ChatGLMForCausalLM, check, count_parameters, seed_everything
+from glm3_teach.attention import build_attention_mask, causal_mask
+from glm3_teach.checks import Case, forbid_modules
 
 course_config = ChatGLMConfig.course()
 chatglm3_config = ChatGLMConfig.chatglm3_6b()
+seed_everything(0)
+model = ChatGLMForCausalLM(course_config).eval()   # the lesson's untrained course model
 
 
 # %% [markdown]
-# ## Exercise 1: count the parameters of any config
+# ## Exercise 1: the model's forward, with padding and a cache
+# Four decisions, then the same loop as section 4. The past length is the cache's sequence
+# axis. Positions come from the padding mask, which covers the past: its running count minus one
+# numbers the real tokens from 0 (pads before the text get 0), and the last `seq` entries belong to
+# the new tokens. The rope table is indexed by those positions, `[batch, seq, rotary_dim // 2, 2]`.
+# The mask is the cheapest correct one: with pads the full causal-plus-padding mask (pad query rows
+# opened, so no softmax is over nothing); else `is_causal=True` when there is no past; no mask for
+# one token after a past (it may see everything); else a causal mask shifted by the past.
+
+# %% tags=["nbval-check-output"]
+def my_forward(model, input_ids, attention_mask=None, kv_cache=None):
+    net = model.transformer
+    batch, seq_len = input_ids.shape
+    past_len = kv_cache[0][0].shape[2] if kv_cache else 0
+    if attention_mask is not None:
+        position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)[:, past_len:]   # [b, s]
+    else:
+        position_ids = torch.arange(past_len, past_len + seq_len).expand(batch, seq_len)      # [b, s]
+    rope_cache = net.rotary_pos_emb(model.config.seq_length)[position_ids]                 # [b, s, rot/2, 2]
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        mask, is_causal = build_attention_mask(attention_mask, seq_len, past_len), False     # [b, 1, s, past+s]
+    elif past_len == 0:
+        mask, is_causal = None, seq_len > 1
+    elif seq_len == 1:
+        mask, is_causal = None, False
+    else:
+        mask, is_causal = causal_mask(seq_len, past_len + seq_len)[None, None], False
+    hidden_states = net.embedding(input_ids)                                               # [b, s, hidden]
+    for i, layer in enumerate(net.encoder.layers):
+        hidden_states, _, _ = layer(hidden_states, rope_cache, mask, is_causal, kv_cache[i] if kv_cache else None)
+    return net.output_layer(net.encoder.final_layernorm(hidden_states))                  # [b, s, vocab]
+
+
+def real_tokens_only(logits, attention_mask):
+    if attention_mask is None:
+        return logits
+    real = attention_mask[:, -logits.shape[1]:].bool()[..., None]
+    return torch.where(real, logits, torch.zeros((), dtype=logits.dtype))
+
+
+generator = seed_everything(51)
+batch_ids = torch.randint(0, course_config.eos_token_id, (2, 9), generator=generator)
+batch_ids[0, :3] = course_config.pad_token_id
+batch_mask = torch.ones(2, 9, dtype=torch.long)
+batch_mask[0, :3] = 0
+with torch.no_grad():
+    padded_past = model(batch_ids[:, :6], attention_mask=batch_mask[:, :6], use_cache=True).kv_cache
+forward_cases = [
+    Case(args=(torch.randint(0, 4094, (2, 6), generator=generator), None, None), label="no padding, no cache"),
+    Case(args=(batch_ids[:, :6], batch_mask[:, :6], None), label="left-padded batch, no cache"),
+    Case(args=(batch_ids[:, 6:], batch_mask, padded_past), label="3 new tokens after a padded cache"),
+    Case(args=(batch_ids[:, 6:7], batch_mask[:, :7], padded_past), label="1 new token after a padded cache"),
+]
+with torch.no_grad():
+    assert check("my_forward", forbid_modules(lambda ids, mask, cache: real_tokens_only(my_forward(model, ids, mask, cache),
+                                                                               mask), ChatGLMForCausalLM),
+                 lambda ids, mask, cache: real_tokens_only(model(ids, attention_mask=mask, kv_cache=cache).logits, mask),
+                 forward_cases, atol=1e-5, rtol=1e-4)
+
+
+# %% [markdown]
+# Why the positions must come from the mask: counting them `past, past + 1, ...` instead is right for
+# the unpadded rows and even for a padded batch without a cache (RoPE only sees distances, and every
+# real token of a row is shifted alike), but after a padded cache the new tokens of the padded row
+# sit 3 positions too far from the cached ones, and the check fails on that case:
+
+# %%
+def forward_with_counted_positions(model, input_ids, attention_mask=None, kv_cache=None):
+    past_len = kv_cache[0][0].shape[2] if kv_cache else 0
+    positions = torch.arange(past_len, past_len + input_ids.shape[1]).expand(input_ids.shape[0], -1)
+    return model(input_ids, attention_mask=attention_mask, kv_cache=kv_cache, position_ids=positions).logits
+
+
+with torch.no_grad():
+    counted = check("counted positions", lambda ids, mask, cache: real_tokens_only(
+        forward_with_counted_positions(model, ids, mask, cache), mask),
+        lambda ids, mask, cache: real_tokens_only(model(ids, attention_mask=mask, kv_cache=cache).logits, mask),
+        forward_cases, atol=1e-5, rtol=1e-4)
+assert not counted and counted.cases_run == 3
+
+
+# %% [markdown]
+# ## Exercise 2: a cache in ChatGLM3's layout
+# Only the order of the axes differs: `[seq, batch, groups, head_dim]` becomes
+# `[batch, groups, seq, head_dim]`, for the key and the value of every layer.
+
+# %% tags=["nbval-check-output"]
+def from_chatglm3_cache(past_key_values):
+    return [tuple(rearrange(t, "s b g d -> b g s d") for t in pair) for pair in past_key_values]
+
+
+def chatglm3_layout(kv_cache):
+    return [tuple(rearrange(t, "b g s d -> s b g d").contiguous() for t in pair) for pair in kv_cache]
+
+
+def continue_from(cache, new_ids):
+    with torch.no_grad():
+        return model(new_ids, kv_cache=cache).logits
+
+
+generator = seed_everything(52)
+layout_cases = []
+for batch, past_len, label in [(1, 5, "one sentence"), (3, 8, "a batch of 3")]:
+    start = torch.randint(0, 4094, (batch, past_len), generator=generator)
+    with torch.no_grad():
+        own_cache = model(start, use_cache=True).kv_cache
+    layout_cases.append(Case(args=(chatglm3_layout(own_cache), own_cache,
+                                   torch.randint(0, 4094, (batch, 2), generator=generator)), label=label))
+assert check("from_chatglm3_cache", lambda theirs, ours, new_ids: continue_from(from_chatglm3_cache(theirs), new_ids),
+             lambda theirs, ours, new_ids: continue_from(ours, new_ids), layout_cases)
+
+
+# %% [markdown]
+# ## Exercise 3: count the parameters of any config
 # One block holds `query_key_value` (hidden → queries of every head plus a key and a value per
 # group, with a bias when `add_qkv_bias` or `add_bias_linear`), `dense` (all heads → hidden),
 # SwiGLU's `dense_h_to_4h` (hidden → 2 × ffn) and `dense_4h_to_h` (ffn → hidden), with a bias on
@@ -49,91 +165,10 @@ assert check("parameters_of", parameters_of, count_parameters, count_cases)
 assert parameters_of(chatglm3_config) == 6_243_584_000
 
 # %% [markdown]
-# Without grouped-query attention (one key/value head per query head) ChatGLM3-6B would have
+# Without grouped-query attention (one KV group per query head) ChatGLM3-6B would have
 # 28 × 2 × (4096 − 256) × 4096 more weights (and 28 × 2 × 3840 more biases) in `query_key_value`:
 
 # %% tags=["nbval-check-output"]
 mha_extra = parameters_of(ChatGLMConfig.chatglm3_6b(multi_query_attention=False)) - parameters_of(chatglm3_config)
 print(f"multi-head attention would add {mha_extra:,} parameters ({mha_extra / 6_243_584_000:.1%})")
 assert mha_extra == 28 * 2 * (4096 - 256) * (4096 + 1)
-
-# %% [markdown]
-# ## Exercise 2: memory in bytes
-# Bits per weight times the count, divided by 8 and rounded up: an odd number of int4 weights
-# leaves the last byte half used.
-
-# %% tags=["nbval-check-output"]
-BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8, "int4": 4}
-
-
-def bytes_for(num_parameters: int, dtype: str) -> int:
-    return (num_parameters * BITS[dtype] + 7) // 8
-
-
-def bytes_for_reference(num_parameters, dtype):
-    return math.ceil(num_parameters * BITS[dtype] / 8)
-
-
-assert check("bytes_for", bytes_for, bytes_for_reference,
-             [(6_243_584_000, "float32"), (6_243_584_000, "bfloat16"), (4_986_112, "float16"),
-              (6_243_584_000, "int8"), (6_243_584_000, "int4"), (7, "int4")])
-assert bytes_for(6_243_584_000, "bfloat16") == 12_487_168_000
-
-
-# %% [markdown]
-# ## Exercise 3: the shape behind a key
-# Linear weights are `[out_features, in_features]`; the embedding and the output layer are
-# `[padded_vocab_size, hidden_size]`; norms and biases are vectors; `inv_freq` holds one frequency
-# per rotated pair: RoPE rotates `kv_channels // 2` dims, in `kv_channels // 4` pairs. The layer
-# number does not change the shape, so the key's ending decides.
-
-# %% tags=["nbval-check-output"]
-def key_shape(key: str, config: ChatGLMConfig) -> tuple:
-    hidden, ffn, vocab = config.hidden_size, config.ffn_hidden_size, config.padded_vocab_size
-    projection = config.num_attention_heads * config.kv_channels
-    qkv_out = projection + 2 * config.num_kv_groups * config.kv_channels
-    shapes = {
-        "word_embeddings.weight": (vocab, hidden),
-        "rotary_pos_emb.inv_freq": (config.kv_channels // 4,),
-        "layernorm.weight": (hidden,),
-        "query_key_value.weight": (qkv_out, hidden),
-        "query_key_value.bias": (qkv_out,),
-        "dense.weight": (hidden, projection),
-        "dense_h_to_4h.weight": (2 * ffn, hidden),
-        "dense_4h_to_h.weight": (hidden, ffn),
-        "output_layer.weight": (vocab, hidden),
-    }
-    for ending, shape in shapes.items():
-        if re.search(rf"(^|[._]){re.escape(ending)}$", key):
-            return shape
-    raise KeyError(f"{key} is not a ChatGLM3 checkpoint key")
-
-
-shapes_by_config = {}
-
-
-def key_shape_reference(key, config):
-    name = config.to_json()
-    if name not in shapes_by_config:
-        shapes_by_config[name] = expected_tensors(config)   # built on the meta device
-    return tuple(shapes_by_config[name][key])
-
-
-key_cases = [(key, config) for config in (chatglm3_config, course_config) for key in
-             ["transformer.embedding.word_embeddings.weight", "transformer.rotary_pos_emb.inv_freq",
-              "transformer.encoder.layers.3.self_attention.query_key_value.weight",
-              "transformer.encoder.layers.3.self_attention.query_key_value.bias",
-              "transformer.encoder.layers.0.self_attention.dense.weight",
-              "transformer.encoder.layers.2.mlp.dense_h_to_4h.weight",
-              "transformer.encoder.layers.2.mlp.dense_4h_to_h.weight",
-              "transformer.encoder.layers.1.post_attention_layernorm.weight",
-              "transformer.output_layer.weight"]]
-assert check("key_shape", key_shape, key_shape_reference, key_cases)
-
-# %% [markdown]
-# The same function covers every one of the 200 keys of the real-size model:
-
-# %% tags=["nbval-check-output"]
-all_shapes = expected_tensors(chatglm3_config)
-assert all(key_shape(key, chatglm3_config) == tuple(shape) for key, shape in all_shapes.items())
-print(f"all {len(all_shapes)} keys of chatglm3-6b have the shape key_shape predicts")
