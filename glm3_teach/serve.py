@@ -337,11 +337,7 @@ def load_model(path: str | Path, base: str | Path | None = None, device: str | N
     is_lora = (path / peft.ADAPTER_CONFIG_NAME).is_file()
     saved = None if is_lora else ChatGLMConfig.from_json(path)
     if is_lora or saved.pre_seq_len:
-        base = base or (peft.read_adapter_config(path).get("base_model_name_or_path") if is_lora else None)
-        if not base:
-            raise ValueError(f"{path} is an adapter, not a whole model; name the model it adapts with --base FOLDER "
-                             f"(e.g. --base data/checkpoints/base)")
-        model = load_pretrained(base, dtype=dtype, device=device)
+        model = load_pretrained(base or peft.adapter_base(path), dtype=dtype, device=device)
         model = peft.merge_lora(peft.load_lora(model, path)) if is_lora else peft.load_ptuning(model, path)
         seq_length = seq_length or (None if is_lora else saved.seq_length)
     else:

@@ -393,3 +393,17 @@ def test_the_rotary_embedding_prints_what_it_holds():
     text = repr(model.transformer.rotary_pos_emb)
     assert text == ("RotaryEmbedding(rotary_dim=32 (first dims of each head), rope_ratio=2, base=10000 "
                     "(x rope_ratio = 20000), inv_freq=[16] float32)")
+
+
+def test_a_model_used_under_inference_mode_can_be_trained_afterwards():
+    """Lesson 08's "add an intent" exercise evaluates, fine-tunes, evaluates again: the rope table
+    the model caches must never be an inference tensor."""
+    model = tiny_model().train()
+    ids = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before = model(ids).logits
+        assert not model.transformer.rotary_pos_emb(model.config.seq_length).is_inference()
+    model(ids).logits.logsumexp(-1).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert torch.equal(model(ids).logits.detach(), before)        # the same numbers in both modes

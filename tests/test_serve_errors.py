@@ -187,6 +187,7 @@ def test_the_command_line_asks_for_the_base_of_an_adapter_that_names_none(capsys
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}),
                                                  encoding="utf-8")
+    (adapter / "training.json").unlink()                     # the other place an adapter records its base
     assert main(["--model", str(adapter)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--base" in err
