@@ -40,6 +40,7 @@ class TrainConfig:
     """Every setting of a training run. TOML/JSON files use these names; ``[model]`` holds model sizes."""
 
     model: dict[str, Any] = field(default_factory=dict)  # ChatGLMConfig fields (padded_vocab_size etc.)
+    init_from: str | None = None     # an exported model to continue from (e.g. a longer context); None = fresh
     corpus: str | None = None        # a UTF-8 text file of your own; None = the course corpus
     lang: str | None = None          # "zh", "en" or None (both) for the course corpus
     max_documents: int | None = None  # use only the first N training documents (quick runs); None = all

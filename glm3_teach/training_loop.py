@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from glm3_teach.checkpoint import check_replaceable
+from glm3_teach.checkpoint import check_replaceable, load_pretrained
 from glm3_teach.data import BlockSampler, TokenDataset, load_documents, make_loader
 from glm3_teach.device import pick_device, seed_everything
 from glm3_teach.distributed import (World, all_reduce_sum, barrier, init_distributed, local_device, shard,
@@ -231,4 +231,27 @@ def build_model(config: TrainConfig, device: torch.device | str | None = None) -
     """
     seed_everything(config.seed)
     device = local_device(torch.device(device) if device is not None else pick_device(config.device))
-    return ChatGLMForCausalLM(config.model_config()).to(device)
+    model = ChatGLMForCausalLM(config.model_config()).to(device)
+    if config.init_from:
+        load_weights_from(model, config.init_from)
+    return model
+
+
+_NOT_SIZES = {"seq_length", "torch_dtype", "use_cache", "attention_impl"}  # may differ from init_from
+
+
+def load_weights_from(model: ChatGLMForCausalLM, folder: str | Path) -> None:
+    """Copy an exported model's weights into ``model``, whose sizes must match it (``seq_length`` may differ:
+    RoPE tables are built for any length, so continuing at a longer context needs no new weights)."""
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"init_from={str(folder)!r} is not an exported model (no config.json there); "
+                                f"point it at a folder such as data/checkpoints/base")
+    source = load_pretrained(folder, dtype=torch.float32)
+    ours, theirs = model.config.to_dict(), source.config.to_dict()
+    differ = sorted(k for k in ours if k not in _NOT_SIZES and k in theirs and ours[k] != theirs[k])
+    if differ:
+        raise ValueError(f"init_from={str(folder)!r} has other sizes than [model]: "
+                         + ", ".join(f"{k}={theirs[k]!r} there vs {ours[k]!r} here" for k in differ)
+                         + "; copy them from its config.json into [model]")
+    with torch.no_grad():
+        model.load_state_dict(source.state_dict())

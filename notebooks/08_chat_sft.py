@@ -281,14 +281,18 @@ assert history["val_loss"][-1] < 0.5 * before
 # ## 7. The shipped chat model
 #
 # Its recipe is `configs/chat.toml`; its README and `training.json` record the command, the
-# machine, the time and the numbers.
+# machine, the time and the numbers. It starts not from lesson 06's base model itself but from
+# `data/checkpoints/base_long`, the same model after 250 more pretraining steps on blocks of 1,536
+# tokens instead of 256: a tool dialogue of lesson 09 is more than a thousand tokens long, and
+# lesson 09 shows what a model that never read past 256 positions does with it.
 
 # %% tags=["nbval-check-output"]
 record = json.loads((CHAT / "training.json").read_text(encoding="utf-8"))
-print(record["command"])
+print(record["command"], "| fine-tuned from", record["sft"]["init_from"])
+assert record["sft"]["init_from"] == "data/checkpoints/base_long"
 print(f"{record['train_samples']:,} samples ({record['story_blocks']} story blocks), {record['config']['max_steps']} steps "
       f"= {record['epochs']:.2f} epochs, lr {record['config']['lr']}, seq_length {record['model_config']['seq_length']}")
-print(f"story bits per byte: base {record['story_bits_per_byte']['before']:.3f} -> "
+print(f"story bits per byte: base_long {record['story_bits_per_byte']['before']:.3f} -> "
       f"chat {record['story_bits_per_byte']['after']:.3f}")
 assert chat_model.config.seq_length == record["model_config"]["seq_length"]
 
@@ -394,15 +398,16 @@ for train_item in train_items:
 other_intent = [r for r in wrong if seen_replies.get(r["reply"], r["meta"]["intent"]) != r["meta"]["intent"]]
 print(f"{len(other_intent)} of the {len(wrong)} wrong replies are, word for word, a training reply of another intent")
 assert 2 * len(other_intent) >= len(wrong)
-assert score[("chat", "val", "all")]["fact_accuracy"] > score[("chat", "heldout", "all")]["fact_accuracy"]
+stored = {(r["model"], r["split"], r["lang"]): r for r in json.loads((CHAT / "evaluation.json").read_text())["rows"]}
+assert stored[("chat", "val", "all")]["fact_accuracy"] > stored[("chat", "heldout", "all")]["fact_accuracy"]  # all 480
 
 # %% [markdown]
 # The commonest failure is not a wrong number but a wrong *intent*: a fluent, correct answer to a
 # different question (the delivery time in reply to a held-out phrasing of "when do you close", or
 # the identity in reply to a request the shop cannot help with). A held-out template often leans on
 # words no training template uses, and a 5 M-parameter model then falls back on an answer it has
-# seen often. Seen phrasings with new values (`val`) do better than held-out ones: what the model
-# learned is partly the strings.
+# seen often. Over all 480 dialogues of each split (the stored evaluation below), seen phrasings with
+# new values (`val`) do better than held-out ones: what the model learned is partly the strings.
 #
 # ### More phrasings, not more steps
 #
@@ -433,15 +438,17 @@ for name, group in by_age.items():
 heldout_all = full_rows[("chat", "heldout", "all")]
 assert heldout_all["items"] == 480 and heldout_all["fact_accuracy"] >= 0.70
 assert heldout_all["stop_compliance"] >= 0.98 and heldout_all["language_match"] >= 0.98
-assert share_right["templates 17, 22"] < share_right["templates 2, 7, 12"]
+assert abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.05
 
 # %% [markdown]
 # The course's targets (at least 70% of held-out phrasings, stop and language at least 98%) hold
-# on the whole split. The score on the new held-out templates is lower than on the old ones: the
-# new ones were written later, some deliberately hard ("我下班后过去，你们还开着吗？几点关门？"),
-# which is what a question from a real customer is like. The README also records what this
-# checkpoint does *not* do yet: it trained on every tool dialogue of lesson 09, but it does not make
-# correct tool calls (lesson 09 measures why).
+# on the whole split, and about equally on the old and the new held-out templates, although the new
+# ones were written later and some deliberately hard ("我下班后过去，你们还开着吗？几点关门？"),
+# which is what a question from a real customer is like (the model fine-tuned from the 256-token
+# base scored 81% on the old ones and 72% on the new). The README also records what this
+# checkpoint does *not* do yet: it trained on every tool dialogue of lesson 09 and writes its calls
+# in the right format, but with arguments it invents instead of copying them from the question
+# (lesson 09 measures why).
 #
 # ### Forgetting
 #

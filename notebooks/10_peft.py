@@ -390,7 +390,8 @@ assert prefix_share[:2].min() > 0.75 and prefix_share[2:].min() < 0.5
 # The same base model, data and number of steps for every method: the costs below are measured now
 # on this machine (a few steps each); the results come from the shipped runs' `training.json`
 # (validation loss on assistant tokens, and story bits per byte before and after, which measures
-# forgetting). `benchmarks/bench_peft.py` runs the full comparison (full fine-tuning, LoRA on
+# forgetting; lesson 08's full fine-tune starts from `base_long`, the base model taught to read
+# 1,536 tokens in lesson 09, and its forgetting is measured against that model). `benchmarks/bench_peft.py` runs the full comparison (full fine-tuning, LoRA on
 # `query_key_value` and on all four block Linears, P-Tuning at two lengths) with held-out accuracy.
 
 # %% tags=["nbval-ignore-output"]

@@ -192,7 +192,8 @@ def test_the_base_recipe_parses_and_describes_the_shipped_model():
     recipe = TrainConfig.from_file(REPO_ROOT / "configs" / "base.toml")
     record = json.loads((data_dir() / "checkpoints" / "base" / "training.json").read_text(encoding="utf-8"))
     assert record["command"].startswith("python -m glm3_teach.train --config configs/base.toml")
-    assert record["config"] == recipe.to_dict()
+    assert recipe.init_from is None   # a fresh model; the key is newer than this run's record, which lacks it
+    assert record["config"] == {k: v for k, v in recipe.to_dict().items() if k != "init_from"}
 
 
 def test_the_base_checkpoint_is_small_loads_in_fp32_and_meets_the_quality_bar():
@@ -259,3 +260,55 @@ def test_one_process_leaves_the_loss_alone_and_bad_rank_variables_are_named(monk
     monkeypatch.setenv("RANK", "one")
     with pytest.raises(ValueError, match="RANK='one' must be an integer"):
         world_from_env()
+
+
+# --- continuing from an exported model (init_from: the context extension of base_long) -------
+
+def test_init_from_copies_an_exported_models_weights_and_may_lengthen_the_context(tmp_path):
+    from glm3_teach import save_pretrained
+
+    source = build_model(tiny_config(seed=1))
+    save_pretrained(source, tmp_path / "short", dtype="float32")
+    longer = build_model(tiny_config(model={**TINY_MODEL, "seq_length": 64}, block_size=64,
+                                     init_from=str(tmp_path / "short")))
+    assert longer.config.seq_length == 64
+    for (name, ours), theirs in zip(longer.state_dict().items(), source.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    fresh = build_model(tiny_config(model={**TINY_MODEL, "seq_length": 64}, block_size=64))
+    assert not torch.equal(fresh.state_dict()["transformer.output_layer.weight"],
+                           longer.state_dict()["transformer.output_layer.weight"])
+
+
+def test_init_from_with_other_sizes_or_no_model_names_the_problem(tmp_path):
+    from glm3_teach import save_pretrained
+
+    save_pretrained(build_model(tiny_config()), tmp_path / "tiny", dtype="float32")
+    with pytest.raises(ValueError, match=r"hidden_size=32 there vs 48 here"):
+        build_model(tiny_config(model={**TINY_MODEL, "hidden_size": 48}, init_from=str(tmp_path / "tiny")))
+    with pytest.raises(FileNotFoundError, match="not an exported model"):
+        build_model(tiny_config(init_from=str(tmp_path / "nothing")))
+
+
+def test_the_long_context_base_continues_the_base_and_reads_past_256_tokens():
+    """data/checkpoints/base_long (configs/base_long.toml): the recorded recipe, and on packed validation
+    blocks of 1,536 tokens its loss at positions past 256 is far below the base model's there."""
+    from glm3_teach import load_pretrained, load_tokenizer
+    from glm3_teach.data import load_documents
+    from glm3_teach.paths import REPO_ROOT, data_dir
+
+    folder = data_dir() / "checkpoints" / "base_long"
+    recipe = TrainConfig.from_file(REPO_ROOT / "configs" / "base_long.toml")
+    record = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    assert record["command"].startswith("python -m glm3_teach.train --config configs/base_long.toml")
+    assert record["config"] == recipe.to_dict() and recipe.init_from == "data/checkpoints/base"
+    tokenizer = load_tokenizer(folder)
+    val = TokenDataset.from_documents(load_documents("val"), tokenizer, 1536, "validation split")
+    blocks = torch.stack([val[i] for i in range(2)])                       # [2, 1537]
+    late = {}
+    for name in ("base", "base_long"):
+        model = load_pretrained(data_dir() / "checkpoints" / name, dtype=torch.float32)
+        model.config.seq_length = 1536                                     # the base's table, built longer
+        with torch.no_grad():
+            logits = model(blocks[:, :-1]).logits                           # [2, 1536, vocab]
+        late[name] = next_token_loss(logits[:, 512:], blocks[:, 512:]).item()
+    assert late["base_long"] < 0.8 and late["base"] > 2 * late["base_long"], late
