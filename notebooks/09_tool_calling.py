@@ -684,8 +684,8 @@ print(f"format tokens cost {format_mean:.1f} nats on average, the id's tokens {i
 # The format costs a fraction of a nat per token, while the id's characters cost about as much as
 # a uniform guess among the ten digits (ln 10 = 2.30 nats) or more: the model has learned *how* to
 # write a call, but it does not copy from the question. Greedy, it writes a plausible id of its own
-# (a capital letter and four digits, as in training), which is why the calls of section 10 have the
-# right tool name and the wrong argument. Copying a span from earlier in the context is the job of
+# (a capital letter and four digits, as in training), which is why the order calls of section 10
+# name the right tool and the wrong order. Copying a span from earlier in the context is the job of
 # *induction heads*, which small models learn from text that repeats itself; lesson 06 already saw
 # the base model lose a character's name in the middle of a story, the same missing skill.
 #
@@ -696,10 +696,10 @@ print(f"format tokens cost {format_mean:.1f} nats on average, the id's tokens {i
 # pretrained on blocks of 256 tokens, and it could not read a question that came after the
 # 1,040-token tools message at all (it did not even write the fences right: parse rate 0%). The
 # course now continues pretraining the base model on blocks of 1,536 tokens for 250 steps
-# (`python -m glm3_teach.train --config configs/base_long.toml`, 15 minutes on the CPU, with
+# (`python -m glm3_teach.train --config configs/base_long.toml`, 15 minutes on two CPU cores, with
 # `init_from` pointing at the base model; RoPE needs no new weights for longer positions) and
 # fine-tunes the chat model from that, `data/checkpoints/base_long`. Real models do the same:
-# ChatGLM3-6B-32K continued pretraining on long texts with a larger RoPE base. The loss of the two
+# ChatGLM3-6B-32K was trained further on long texts, with a larger RoPE base (`rope_ratio`). The loss of the two
 # base models, position by position, on packed validation stories of 1,536 tokens:
 
 # %% tags=["nbval-ignore-output"]
@@ -740,8 +740,9 @@ assert late["base"] > 5 * late["base_long"] and late["base_long"] < 0.8   # past
 # %% [markdown]
 # Within the 256 positions it was trained on, the base model predicts as well as the extended one;
 # beyond them its loss climbs within a couple of hundred positions to several nats per token,
-# more than five times the extended model's. Nothing is broken there (RoPE happily rotates by any angle), the model has simply never learned what the
-# attention scores of keys more than 256 positions back look like, so its attention goes wrong.
+# more than five times the extended model's. Nothing is broken there (RoPE rotates by any
+# angle); the model has simply never learned what the attention scores of keys more than 256
+# positions back look like, so its attention goes wrong.
 # 250 steps of ordinary stories at 1,536 tokens fix it. The test that matters for this lesson: the
 # shipped chat model, fine-tuned from `base_long`, answers the same plain shop questions alone, after
 # about a thousand tokens of stories as a system message, and after the tools system message.
