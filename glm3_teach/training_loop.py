@@ -225,33 +225,34 @@ def _check_finite(step: int, loss: float, grad_norm: torch.Tensor | None, config
 
 
 def build_model(config: TrainConfig, device: torch.device | str | None = None) -> ChatGLMForCausalLM:
-    """``seed_everything(config.seed)``, then a fresh model of ``config.model`` on ``device``.
+    """``seed_everything(config.seed)``, then a fresh model of ``config.model`` on ``device``
+    (or, with ``config.init_from``, that exported model to continue from: ``load_init_from``).
 
     Under torchrun, ``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``).
     """
     seed_everything(config.seed)
     device = local_device(torch.device(device) if device is not None else pick_device(config.device))
-    model = ChatGLMForCausalLM(config.model_config()).to(device)
     if config.init_from:
-        load_weights_from(model, config.init_from)
-    return model
+        return load_init_from(config, device)
+    return ChatGLMForCausalLM(config.model_config()).to(device)
 
 
 _NOT_SIZES = {"seq_length", "torch_dtype", "use_cache", "attention_impl"}  # may differ from init_from
 
 
-def load_weights_from(model: ChatGLMForCausalLM, folder: str | Path) -> None:
-    """Copy an exported model's weights into ``model``, whose sizes must match it (``seq_length`` may differ:
-    RoPE tables are built for any length, so continuing at a longer context needs no new weights)."""
-    if not (Path(folder) / "config.json").is_file():
+def load_init_from(config: TrainConfig, device: torch.device) -> ChatGLMForCausalLM:
+    """The exported model ``config.init_from`` in fp32, at ``config.model``'s ``seq_length`` (continued
+    pretraining, e.g. a longer context: RoPE tables are built for any length, so no weight changes)."""
+    folder = Path(config.init_from)
+    if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"init_from={str(folder)!r} is not an exported model (no config.json there); "
                                 f"point it at a folder such as data/checkpoints/base")
-    source = load_pretrained(folder, dtype=torch.float32)
-    ours, theirs = model.config.to_dict(), source.config.to_dict()
+    model = load_pretrained(folder, dtype=torch.float32, device=device).train()
+    ours, theirs = config.model_config().to_dict(), model.config.to_dict()
     differ = sorted(k for k in ours if k not in _NOT_SIZES and k in theirs and ours[k] != theirs[k])
     if differ:
         raise ValueError(f"init_from={str(folder)!r} has other sizes than [model]: "
                          + ", ".join(f"{k}={theirs[k]!r} there vs {ours[k]!r} here" for k in differ)
                          + "; copy them from its config.json into [model]")
-    with torch.no_grad():
-        model.load_state_dict(source.state_dict())
+    model.config.seq_length = ours["seq_length"]
+    return model
