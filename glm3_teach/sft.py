@@ -240,12 +240,15 @@ class SFTDataset(torch.utils.data.Dataset):
 
     ``items``: SFT items; ``text_blocks``: optional lists of ids of pretraining text, trained
     on every token (``labels = ids`` shifted, so mixing them in keeps the base model's stories).
+    ``prefixed_blocks``: ``(prefix ids, blocks)``: more text blocks, each read after the same
+    untrained prefix (the tools system message: the model keeps reading text 1,044 tokens in).
     Samples longer than ``max_length`` or without a target are dropped and counted in
     ``dropped`` (a Counter: ``"too_long"``, ``"no_target"``). ``collate`` batches the samples.
     """
 
     def __init__(self, items: Sequence[dict], tokenizer: Any, max_length: int,
-                 text_blocks: Sequence[Sequence[int]] = (), name: str = "SFT set", share_prefix: int = 0):
+                 text_blocks: Sequence[Sequence[int]] = (), name: str = "SFT set", share_prefix: int = 0,
+                 prefixed_blocks: tuple[Sequence[int], Sequence[Sequence[int]]] = ((), ())):
         self.samples, self.dropped, self.name, self.max_length = [], Counter(), name, max_length
         self.kinds: list[str] = []
         for index, item in enumerate(items):
@@ -253,6 +256,9 @@ class SFTDataset(torch.utils.data.Dataset):
             self._add(ids, labels, "dialogue")
         for block in text_blocks:
             self._add(list(block), [IGNORE_INDEX] + list(block[1:]), "text")
+        prefix, blocks = prefixed_blocks
+        for block in blocks:   # the block's first token is not a target, so the prefix stays shareable
+            self._add([*prefix, *block], [IGNORE_INDEX] * (len(prefix) + 1) + list(block[1:]), "tools_text")
         if not self.samples:
             raise ValueError(f"the {name} has no usable sample (dropped: {dict(self.dropped)}); "
                              f"raise max_length={max_length} or check the data")
@@ -341,6 +347,7 @@ class SFTConfig:
     tool_items: int | None = None              # tool dialogues kept, evenly spaced; None = all
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
+    tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
     seq_length: int | None = None              # raise the model's seq_length (RoPE table) for long dialogues
     val_items: int = 400                       # validation items for the loss during training
     share_prefix: int = 64                     # run a shared prefix of >= this many ids once per batch (0 = never)
@@ -412,16 +419,25 @@ def load_base(sft: SFTConfig, device: torch.device | str | None = None) -> torch
     return model
 
 
-def story_mix(tokenizer: Any, sft: SFTConfig, seed: int) -> list[list[int]]:
-    """``sft.story_blocks`` blocks of the pretraining training split, drawn evenly with a seeded offset."""
-    if sft.story_blocks <= 0:
-        return []
+def story_mix(tokenizer: Any, sft: SFTConfig, seed: int) -> tuple[list[list[int]], list[list[int]]]:
+    """``(plain, after_tools)``: ``sft.story_blocks`` and ``sft.tools_story_blocks`` distinct blocks of
+    the pretraining training split, drawn by one seeded permutation (the plain ones first)."""
+    wanted = max(0, sft.story_blocks) + max(0, sft.tools_story_blocks)
+    if wanted == 0:
+        return [], []
     from glm3_teach.data import load_documents
 
     blocks = text_blocks(load_documents("train"), tokenizer, sft.story_block_size)
     generator = torch.Generator().manual_seed(seed)
-    chosen = torch.randperm(len(blocks), generator=generator)[:sft.story_blocks].tolist()
-    return [blocks[i] for i in sorted(chosen)]
+    chosen = torch.randperm(len(blocks), generator=generator)[:wanted].tolist()
+    plain = max(0, sft.story_blocks)
+    return [blocks[i] for i in sorted(chosen[:plain])], [blocks[i] for i in sorted(chosen[plain:])]
+
+
+def tools_prefix_ids(tools: list, tokenizer: Any) -> list[int]:
+    """The ids every tool dialogue opens with: ``[gMASK] sop`` and the tools system message."""
+    return [tokenizer.special_id("[gMASK]"), tokenizer.special_id("sop"),
+            *tokenizer.build_single_message("system", "", tools_system_content(tools))]
 
 
 def evenly_spaced(items: Sequence[Any], count: int | None) -> list[Any]:
@@ -441,8 +457,14 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
              + evenly_spaced([i for i in items if "tools" in i], sft.tool_items))
     val_items = load_sft("val", sft.data)
     step = max(1, len(val_items) // sft.val_items)
-    train_set = SFTDataset(items, tokenizer, sft.max_length, story_mix(tokenizer, sft, config.seed), "training set",
-                           sft.share_prefix)
+    plain_blocks, tools_blocks = story_mix(tokenizer, sft, config.seed)
+    tools = next((item["tools"] for item in items if "tools" in item), None)
+    if tools_blocks and tools is None:
+        raise ValueError(f"[sft] tools_story_blocks = {sft.tools_story_blocks} needs tool dialogues in the training "
+                         f"data ({sft.data}); set it to 0 or keep tool_items above 0")
+    prefix = tools_prefix_ids(tools, tokenizer) if tools_blocks else []
+    train_set = SFTDataset(items, tokenizer, sft.max_length, plain_blocks, "training set", sft.share_prefix,
+                           prefixed_blocks=(prefix, tools_blocks))
     val_set = SFTDataset(val_items[::step][:sft.val_items], tokenizer, sft.max_length, name="validation set",
                          share_prefix=sft.share_prefix)
     return TrainData(LengthGroupedBatches(train_set, sft.max_tokens, sft.max_batch, sft.share_prefix),

@@ -26,6 +26,7 @@ from glm3_teach.sft import (
     load_config,
     shift_labels,
     text_blocks,
+    tools_prefix_ids,
 )
 from glm3_teach.tokenizer import BPETokenizer
 from glm3_teach.train import (
@@ -304,6 +305,36 @@ def test_tool_like_samples_are_grouped_among_themselves_with_the_prefix_counted_
     groups = LengthGroupedBatches(dataset, max_tokens=90, max_batch=6, share_prefix=16)
     assert sorted(groups.groups) == [list(range(6)), list(range(6, 12))]  # 46 shared + 6 rows x 6 fits 90
     assert "prefix_ids" in groups.collate([groups[groups.groups.index(list(range(6)))]])
+
+
+def test_blocks_after_the_tools_message_train_only_the_text_and_batch_with_the_tool_dialogues(tok):
+    tools = [{"name": "f", "description": "d", "parameters": {"type": "object", "properties": {}}}]
+    dialogue = conv(user("1"), assistant("ok"), tools=tools)
+    prefix = tools_prefix_ids(tools, tok)
+    ids, _ = encode_conversation(dialogue, tok)
+    assert ids[:len(prefix)] == prefix and ids[len(prefix)] == USER       # what every tool dialogue opens with
+    blocks = [utf8("story one"), utf8("story two")]
+    dataset = SFTDataset([dialogue] * 3, tok, 1024, [utf8("plain")], share_prefix=16, prefixed_blocks=(prefix, blocks))
+    assert dataset.kinds == ["dialogue"] * 3 + ["text", "tools_text", "tools_text"]
+    sample = dataset[4]
+    assert sample["input_ids"] == prefix + blocks[0]
+    assert sample["labels"] == [X] * (len(prefix) + 1) + blocks[0][1:]     # the message is read, never trained
+    groups = LengthGroupedBatches(dataset, max_tokens=4096, max_batch=5, share_prefix=16)
+    assert [0, 1, 2, 4, 5] in [sorted(g) for g in groups.groups]             # one batch, one shared prefix
+    batch = groups.collate([groups[[sorted(g) for g in groups.groups].index([0, 1, 2, 4, 5])]])
+    assert batch["prefix_ids"].shape[1] == len(prefix)
+
+
+def test_story_mix_draws_distinct_blocks_and_keeps_the_plain_ones_when_more_are_asked(tok, monkeypatch):
+    from glm3_teach import data
+    from glm3_teach.sft import SFTConfig, story_mix
+
+    text = "".join(chr(c) for c in range(33, 127)) * 2                  # 188 bytes: every 8-byte block differs
+    monkeypatch.setattr(data, "load_documents", lambda split: [text])
+    plain, after = story_mix(tok, SFTConfig(story_blocks=5, story_block_size=8), seed=0)
+    plain2, after2 = story_mix(tok, SFTConfig(story_blocks=5, tools_story_blocks=4, story_block_size=8), seed=0)
+    assert (len(plain), after) == (5, []) and plain2 == plain and len(after2) == 4
+    assert not {tuple(b) for b in plain2} & {tuple(b) for b in after2}
 
 
 def test_loss_mask_html_colours_targets_and_escapes_text(tok):
