@@ -362,6 +362,10 @@ class SFTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"[sft] {name} must be a positive int, got {value!r}")
+        for name in ("story_blocks", "tools_story_blocks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
 
 
 def load_config(path: str | Path) -> tuple[Any, SFTConfig]:
@@ -422,7 +426,7 @@ def load_base(sft: SFTConfig, device: torch.device | str | None = None) -> torch
 def story_mix(tokenizer: Any, sft: SFTConfig, seed: int) -> tuple[list[list[int]], list[list[int]]]:
     """``(plain, after_tools)``: ``sft.story_blocks`` and ``sft.tools_story_blocks`` distinct blocks of
     the pretraining training split, drawn by one seeded permutation (the plain ones first)."""
-    wanted = max(0, sft.story_blocks) + max(0, sft.tools_story_blocks)
+    wanted = sft.story_blocks + sft.tools_story_blocks
     if wanted == 0:
         return [], []
     from glm3_teach.data import load_documents
@@ -430,7 +434,7 @@ def story_mix(tokenizer: Any, sft: SFTConfig, seed: int) -> tuple[list[list[int]
     blocks = text_blocks(load_documents("train"), tokenizer, sft.story_block_size)
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(blocks), generator=generator)[:wanted].tolist()
-    plain = max(0, sft.story_blocks)
+    plain = sft.story_blocks
     return [blocks[i] for i in sorted(chosen[:plain])], [blocks[i] for i in sorted(chosen[plain:])]
 
 
@@ -505,7 +509,8 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
     model = prepare_model(load_base(sft), sft)
     data = build_data(tokenizer, config, sft)
     machine = _machine(next(model.parameters()).device)
-    print(f"{len(data.train.dataset):,} training samples ({data.train.dataset.kinds.count('text')} story blocks) in "
+    print(f"{len(data.train.dataset):,} training samples ({data.train.dataset.kinds.count('text')} story blocks, "
+          f"{data.train.dataset.kinds.count('tools_text')} after the tools message) in "
           f"{len(data.train):,} batches, {data.train.num_targets:,} targets; dropped {dict(data.train.dataset.dropped)}; "
           f"{len(data.val.dataset):,} validation samples", flush=True)
     story_before = story_bits(model, tokenizer)
@@ -525,6 +530,7 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
               "wall_seconds": round(time.time() - started, 1), "train_seconds": round(history["train_seconds"], 1),
               "cpu_seconds": round(time.process_time() - started_cpu, 1),
               "train_samples": len(data.train.dataset), "story_blocks": data.train.dataset.kinds.count("text"),
+              "tools_story_blocks": data.train.dataset.kinds.count("tools_text"),
               "train_batches": len(data.train), "train_targets": data.train.num_targets,
               "dropped": dict(data.train.dataset.dropped), "val_samples": len(data.val.dataset),
               "epochs": config.max_steps * config.batch_size / len(data.train),

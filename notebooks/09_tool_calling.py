@@ -35,6 +35,7 @@
 import ast
 import collections
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -731,12 +732,13 @@ for name, (first, second) in repeats.items():
 
 # %% tags=["nbval-check-output"]
 for name, (first, second) in repeats.items():
-    assert first > 3.0 and second > 0.9 * first, (name, first, second)   # the repeat is no easier
+    assert first > 2 * math.log(34) and second > 0.9 * first, (name, first, second)   # the repeat is no easier
+assert repeats["chat"][0] < repeats["base_long"][0]        # fine-tuning on order ids made them less strange
 print("neither model predicts the second copy better than the first: no induction heads")
 
 # %% [markdown]
-# Neither model copies at all: the second copy costs as much as the first. (Both lose far more
-# than 3.5 nats per character because random capitals and digits are nothing like their stories;
+# Neither model copies at all: the second copy costs as much as the first. (Both lose more than
+# twice 3.5 nats per character because random capitals and digits are nothing like their stories;
 # the chat model has seen more of them, in order ids.) A model trained on this course's stories
 # never needed to copy: its world has a few dozen names and places, all of which it can simply
 # memorise, so the induction circuit that copies never formed. An order id never seen in
