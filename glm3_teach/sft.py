@@ -242,13 +242,20 @@ class SFTDataset(torch.utils.data.Dataset):
     on every token (``labels = ids`` shifted, so mixing them in keeps the base model's stories).
     ``prefixed_blocks``: ``(prefix ids, blocks)``: more text blocks, each read after the same
     untrained prefix (the tools system message: the model keeps reading text 1,044 tokens in).
+    ``copy_blocks``: ``(ids, targets)`` of synthetic lines, a random string and the same string
+    again (``glm3_teach.induction``), trained on the second strings: they teach the model to
+    copy from its context; ``prefixed_copy_blocks`` and ``prefixed_recall_blocks`` (ids to find
+    and write after a cue, ``induction.recall_blocks``) are read after ``prefixed_blocks``' prefix.
     Samples longer than ``max_length`` or without a target are dropped and counted in
     ``dropped`` (a Counter: ``"too_long"``, ``"no_target"``). ``collate`` batches the samples.
     """
 
     def __init__(self, items: Sequence[dict], tokenizer: Any, max_length: int,
                  text_blocks: Sequence[Sequence[int]] = (), name: str = "SFT set", share_prefix: int = 0,
-                 prefixed_blocks: tuple[Sequence[int], Sequence[Sequence[int]]] = ((), ())):
+                 prefixed_blocks: tuple[Sequence[int], Sequence[Sequence[int]]] = ((), ()),
+                 copy_blocks: Sequence[tuple[Sequence[int], Sequence[bool]]] = (),
+                 prefixed_copy_blocks: Sequence[tuple[Sequence[int], Sequence[bool]]] = (),
+                 prefixed_recall_blocks: Sequence[tuple[Sequence[int], Sequence[bool]]] = ()):
         self.samples, self.dropped, self.name, self.max_length = [], Counter(), name, max_length
         self.kinds: list[str] = []
         for index, item in enumerate(items):
@@ -259,6 +266,13 @@ class SFTDataset(torch.utils.data.Dataset):
         prefix, blocks = prefixed_blocks
         for block in blocks:   # the block's first token is not a target, so the prefix stays shareable
             self._add([*prefix, *block], [IGNORE_INDEX] * (len(prefix) + 1) + list(block[1:]), "tools_text")
+        for ids, targets in copy_blocks:
+            self._add(list(ids), [IGNORE_INDEX] + [t if keep else IGNORE_INDEX for t, keep in zip(ids[1:], targets[1:])],
+                      "copy")
+        for kind, blocks in (("tools_copy", prefixed_copy_blocks), ("tools_recall", prefixed_recall_blocks)):
+            for ids, targets in blocks:   # after the same prefix as prefixed_blocks
+                self._add([*prefix, *ids], [IGNORE_INDEX] * (len(prefix) + 1)
+                          + [t if keep else IGNORE_INDEX for t, keep in zip(ids[1:], targets[1:])], kind)
         if not self.samples:
             raise ValueError(f"the {name} has no usable sample (dropped: {dict(self.dropped)}); "
                              f"raise max_length={max_length} or check the data")
@@ -348,6 +362,10 @@ class SFTConfig:
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
+    copy_blocks: int = 0                       # synthetic blocks that teach copying (glm3_teach.induction; 0 = none)
+    copy_block_size: int = 256                 # tokens per copy block
+    tools_copy_blocks: int = 0                 # more copy blocks, each read after the tools system message
+    tools_recall_blocks: int = 0               # id-recall blocks (induction.recall_blocks) after the tools message
     seq_length: int | None = None              # raise the model's seq_length (RoPE table) for long dialogues
     val_items: int = 400                       # validation items for the loss during training
     share_prefix: int = 64                     # run a shared prefix of >= this many ids once per batch (0 = never)
@@ -358,11 +376,11 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "ptuning"):
             raise ValueError(f"[sft] method must be 'full', 'lora' or 'ptuning', got {self.method!r}")
-        for name in ("max_length", "max_tokens", "max_batch", "story_block_size", "val_items"):
+        for name in ("max_length", "max_tokens", "max_batch", "story_block_size", "copy_block_size", "val_items"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"[sft] {name} must be a positive int, got {value!r}")
-        for name in ("story_blocks", "tools_story_blocks"):
+        for name in ("story_blocks", "tools_story_blocks", "copy_blocks", "tools_copy_blocks", "tools_recall_blocks"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
@@ -454,6 +472,7 @@ def evenly_spaced(items: Sequence[Any], count: int | None) -> list[Any]:
 def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     """The ``TrainData`` of an SFT run: length-grouped training batches and validation batches."""
     from glm3_teach.dialogues import load_sft
+    from glm3_teach.induction import copy_blocks, recall_blocks
     from glm3_teach.train import TrainData
 
     items = load_sft("train", sft.data)
@@ -463,12 +482,16 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     step = max(1, len(val_items) // sft.val_items)
     plain_blocks, tools_blocks = story_mix(tokenizer, sft, config.seed)
     tools = next((item["tools"] for item in items if "tools" in item), None)
-    if tools_blocks and tools is None:
-        raise ValueError(f"[sft] tools_story_blocks = {sft.tools_story_blocks} needs tool dialogues in the training "
-                         f"data ({sft.data}); set it to 0 or keep tool_items above 0")
-    prefix = tools_prefix_ids(tools, tokenizer) if tools_blocks else []
+    for name in ("tools_story_blocks", "tools_copy_blocks", "tools_recall_blocks"):
+        if getattr(sft, name) and tools is None:
+            raise ValueError(f"[sft] {name} = {getattr(sft, name)} needs tool dialogues in the training "
+                             f"data ({sft.data}); set it to 0 or keep tool_items above 0")
+    prefix = tools_prefix_ids(tools, tokenizer) if tools_blocks or sft.tools_copy_blocks or sft.tools_recall_blocks else []
+    copies = copy_blocks(tokenizer, sft.copy_blocks + sft.tools_copy_blocks, sft.copy_block_size, config.seed)
+    recalls = recall_blocks(tokenizer, sft.tools_recall_blocks, sft.copy_block_size, config.seed)
     train_set = SFTDataset(items, tokenizer, sft.max_length, plain_blocks, "training set", sft.share_prefix,
-                           prefixed_blocks=(prefix, tools_blocks))
+                           prefixed_blocks=(prefix, tools_blocks), copy_blocks=copies[:sft.copy_blocks],
+                           prefixed_copy_blocks=copies[sft.copy_blocks:], prefixed_recall_blocks=recalls)
     val_set = SFTDataset(val_items[::step][:sft.val_items], tokenizer, sft.max_length, name="validation set",
                          share_prefix=sft.share_prefix)
     return TrainData(LengthGroupedBatches(train_set, sft.max_tokens, sft.max_batch, sft.share_prefix),
@@ -510,7 +533,10 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
     data = build_data(tokenizer, config, sft)
     machine = _machine(next(model.parameters()).device)
     print(f"{len(data.train.dataset):,} training samples ({data.train.dataset.kinds.count('text')} story blocks, "
-          f"{data.train.dataset.kinds.count('tools_text')} after the tools message) in "
+          f"{data.train.dataset.kinds.count('tools_text')} after the tools message, "
+          f"{data.train.dataset.kinds.count('copy')} copy blocks, "
+          f"{data.train.dataset.kinds.count('tools_copy')} copy blocks and "
+          f"{data.train.dataset.kinds.count('tools_recall')} recall blocks after the tools message) in "
           f"{len(data.train):,} batches, {data.train.num_targets:,} targets; dropped {dict(data.train.dataset.dropped)}; "
           f"{len(data.val.dataset):,} validation samples", flush=True)
     story_before = story_bits(model, tokenizer)
@@ -531,6 +557,9 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
               "cpu_seconds": round(time.process_time() - started_cpu, 1),
               "train_samples": len(data.train.dataset), "story_blocks": data.train.dataset.kinds.count("text"),
               "tools_story_blocks": data.train.dataset.kinds.count("tools_text"),
+              "copy_blocks": data.train.dataset.kinds.count("copy"),
+              "tools_copy_blocks": data.train.dataset.kinds.count("tools_copy"),
+              "tools_recall_blocks": data.train.dataset.kinds.count("tools_recall"),
               "train_batches": len(data.train), "train_targets": data.train.num_targets,
               "dropped": dict(data.train.dataset.dropped), "val_samples": len(data.val.dataset),
               "epochs": config.max_steps * config.batch_size / len(data.train),

@@ -42,7 +42,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from glm3_teach import check, load_tokenizer, seed_everything
+from glm3_teach import check, check_value, load_tokenizer, seed_everything
 from glm3_teach.dialogues import load_sft
 from glm3_teach.fonts import use_cjk_font
 from glm3_teach.generate import stop_token_ids
@@ -730,6 +730,16 @@ repeats = {"base_long": repeat_losses(load_pretrained(data_dir() / "checkpoints"
 for name, (first, second) in repeats.items():
     print(f"{name:9}  first copy {first:5.2f} nats/token   second copy {second:5.2f} nats/token")
 
+# %% [markdown]
+# The package keeps this test as `glm3_teach.induction.repeat_losses`; yours should give the
+# same two numbers for the same model and seed:
+
+# %%
+from glm3_teach import induction
+
+result = check_value("repeat_losses", repeats["chat"], induction.repeat_losses(chat_model, chat_tok),
+                     hint="draw the strings with torch.Generator().manual_seed(seed) and score characters 2.. of each copy")
+
 # %% tags=["nbval-check-output"]
 for name, (first, second) in repeats.items():
     assert first > 2 * math.log(34) and second > 0.9 * first, (name, first, second)   # the repeat is no easier
@@ -743,6 +753,23 @@ print("neither model predicts the second copy better than the first: no inductio
 # never needed to copy: its world has a few dozen names and places, all of which it can simply
 # memorise, so the induction circuit that copies never formed. An order id never seen in
 # training is exactly what memorising cannot give.
+#
+# Text in which copying is the *only* way to predict the next token does grow the circuit.
+# `glm3_teach.induction.copy_blocks` writes lines of a random string, a space and the same string
+# again, trained on the second string only (the first is noise nobody can predict), and
+# `[sft] copy_blocks` mixes them into fine-tuning. `configs/chat.toml` records what three probe
+# runs did with them (runs h, h2, h3; not shipped yet):
+# - with copy blocks alone, the second copy of this test becomes almost free: induction heads form,
+#   after several hundred steps with no visible progress and then a sudden drop, the "phase change"
+#   Olsson et al. describe;
+# - after the tools message the same model still barely copies (its first layers look at the tools
+#   message, not at the previous token), so copy blocks read after the tools message
+#   (`[sft] tools_copy_blocks`) are needed too; then the digits of an id are copied, but not its
+#   letter;
+# - induction cannot give the first character: after `order_id='` it looks for an earlier quote,
+#   and the question has none. `induction.recall_blocks` teaches the other half: random text with
+#   an id somewhere in it, then `order_id='` and that id. With those, order ids are copied from
+#   held-out questions.
 #
 # ### Reading past 256 tokens: the context extension
 #
@@ -853,10 +880,10 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # about a small world never learned it from text. Practice at reading after the tools message is
 # not enough on its own: `configs/chat.toml` records a run (g) that also trained on stories placed
 # after the tools message (`[sft] tools_story_blocks`); it read those stories as well as stories
-# alone, and still copied no id. What should teach it: text in which random ids and numbers
-# repeat, so that copying is the only way to predict them and induction heads form, before or
-# during fine-tuning; a larger model trained on ordinary text learns it anyway. The course reports
-# this in `data/checkpoints/chat/README.md` ("Known problems") rather than hiding it.
+# alone, and still copied no id. What does teach it is text in which copying is the only way to
+# predict (the copy and recall blocks above, runs h to h3); a larger model trained on ordinary
+# text learns it anyway. Until a model trained that way ships, the course reports the shipped
+# model's failure in `data/checkpoints/chat/README.md` ("Known problems") rather than hiding it.
 
 # %% [markdown]
 # ## Exercises

@@ -1,0 +1,142 @@
+"""Copying from the context: the induction-head test and the synthetic text that teaches it.
+
+Taught in lesson 09 (工具调用 Tool calling, its failure analysis). A tool call has to repeat
+what the customer wrote (``check_order(order_id='K4821')`` for "我的订单K4821到哪了？"), and an
+order id never seen in training can only be *copied*: no amount of memorising gives it. A
+model copies with an induction head (Olsson et al., 2022, "In-context learning and induction
+heads"): one head finds the earlier place where the current token appeared, another reads the
+token that followed it there. The course's small story world can be memorised, so pretraining
+never needs that circuit and the base models do not form it.
+
+- ``repeat_losses`` measures it: a random string, a space, the same string again. From the
+  second character on, a model that copies knows the second copy, so its loss there falls far
+  below the first copy's; a model that does not copy pays as much twice.
+- ``copy_blocks`` makes training text in which nothing but copying helps: lines of a random
+  string, a space and the same string, half of them drawn from the characters of order ids and
+  half from the whole ordinary vocabulary (so the skill is not tied to ids). Mixed into
+  fine-tuning (``[sft] copy_blocks``), they are trained on every token, like the story blocks.
+
+What it leaves out: induction over paraphrases (fuzzy copying) and the mechanistic analysis
+(which head attends where), which the attention viewer (lesson 03) can show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# The characters of an order id (glm3_teach.tools: one capital letter, then digits); I and O are
+# left out as on the shop's receipts. Each is one token of the course tokenizer.
+ID_CHARACTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def single_character_ids(tokenizer: Any, characters: str = ID_CHARACTERS) -> list[int]:
+    """The token id of each character; raises if a character is not one token."""
+    ids = [tokenizer.encode_ordinary(c) for c in characters]
+    several = [c for c, i in zip(characters, ids) if len(i) != 1]
+    if several:
+        raise ValueError(f"characters {several} are not single tokens of this tokenizer")
+    return [i[0] for i in ids]
+
+
+def repeat_losses(model: torch.nn.Module, tokenizer: Any, count: int = 20, length: int = 16,
+                  seed: int = 0) -> tuple[float, float]:
+    """Mean loss (nats/token) on characters 2.. of the first and of the second copy of ``count``
+    random id-character strings of ``length`` (each string, a space, the string again).
+
+    The first character of either copy follows something the string never showed, so no model
+    can copy it; from the second character on a copying model knows what comes next.
+    """
+    alphabet = single_character_ids(tokenizer)
+    space = tokenizer.encode_ordinary(" ")
+    generator = torch.Generator().manual_seed(seed)   # its own generator: a rerun draws the same strings
+    first, second = [], []
+    was_training = model.training
+    model.eval()
+    for _ in range(count):
+        string = [alphabet[i] for i in torch.randint(len(alphabet), (length,), generator=generator).tolist()]
+        ids = torch.tensor([string + space + string])                              # [1, 2 * length + 1]
+        with torch.no_grad():
+            logits = model(ids).logits[0].float()                                  # [2 * length + 1, vocab]
+        losses = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")  # token t + 1
+        first.append(losses[:length - 1].mean().item())                            # characters 2.. of copy 1
+        second.append(losses[length + len(space):].mean().item())                  # characters 2.. of copy 2
+    model.train(was_training)
+    return sum(first) / count, sum(second) / count
+
+
+def copy_blocks(tokenizer: Any, count: int, block_size: int, seed: int, min_length: int = 4,
+                max_length: int = 24) -> list[tuple[list[int], list[bool]]]:
+    """``count`` blocks ``(ids, targets)`` of ``block_size`` ids: lines of ``string + " " + string + "\\n"``.
+
+    ``targets[i]`` is True where ``ids[i]`` can be copied: the second string and its line break.
+    The first string is random, so it is never a target (training on it would only teach that
+    any token may come next). Each string has ``min_length``..``max_length`` tokens, drawn with one
+    seeded generator either from the id characters or, every other string on average, from the
+    whole ordinary vocabulary. The last line is cut at ``block_size``.
+    """
+    for name, value in dict(count=count, block_size=block_size, min_length=min_length, max_length=max_length).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "count" else 1):
+            raise ValueError(f"copy_blocks {name} must be a {'non-negative' if name == 'count' else 'positive'} "
+                             f"int, got {value!r}")
+    if min_length > max_length:
+        raise ValueError(f"copy_blocks min_length={min_length} is above max_length={max_length}")
+    ids_alphabet = torch.tensor(single_character_ids(tokenizer))
+    space, newline = tokenizer.encode_ordinary(" "), tokenizer.encode_ordinary("\n")
+    generator = torch.Generator().manual_seed(seed)
+    blocks = []
+    for _ in range(count):
+        ids: list[int] = []
+        targets: list[bool] = []
+        while len(ids) < block_size:
+            length = int(torch.randint(min_length, max_length + 1, (1,), generator=generator))
+            if torch.rand(1, generator=generator).item() < 0.5:
+                string = ids_alphabet[torch.randint(len(ids_alphabet), (length,), generator=generator)].tolist()
+            else:
+                string = torch.randint(tokenizer.ordinary_vocab_size, (length,), generator=generator).tolist()
+            ids += [*string, *space, *string, *newline]
+            targets += [False] * (length + len(space)) + [True] * (length + len(newline))
+        blocks.append((ids[:block_size], targets[:block_size]))
+    return blocks
+
+
+def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
+                  cue: str = "order_id='") -> list[tuple[list[int], list[bool]]]:
+    """``count`` blocks ``(ids, targets)`` that teach finding an id in the context and writing it after ``cue``.
+
+    Induction copies the token that *followed* the current one earlier, so it cannot give an
+    id's first character after ``order_id='`` (the question never showed a quote before it).
+    Each line here is random ordinary tokens with an id (a capital letter and four digits, as
+    ``glm3_teach.tools`` makes them, sometimes after a space as in "单号 K9736") somewhere
+    inside, then ``cue``, the id and a closing quote; the targets are the id and the quote.
+    """
+    for name, value in dict(count=count, block_size=block_size).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "count" else 1):
+            raise ValueError(f"recall_blocks {name} must be a {'non-negative' if name == 'count' else 'positive'} "
+                             f"int, got {value!r}")
+    letters, digits = single_character_ids(tokenizer, ID_CHARACTERS[:24]), single_character_ids(tokenizer, "0123456789")
+    cue_ids, quote, newline = (tokenizer.encode_ordinary(cue), tokenizer.encode_ordinary("'"),
+                               tokenizer.encode_ordinary("\n"))
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(options: list[int], n: int) -> list[int]:
+        return [options[i] for i in torch.randint(len(options), (n,), generator=generator).tolist()]
+
+    blocks = []
+    for _ in range(count):
+        ids: list[int] = []
+        targets: list[bool] = []
+        while len(ids) < block_size:
+            letter, number = draw(letters, 1), draw(digits, 4)
+            order_id = tokenizer.decode(letter + number)
+            spaced = torch.rand(1, generator=generator).item() < 0.5
+            shown = tokenizer.encode_ordinary(" " + order_id) if spaced else letter + number
+            before, after = (int(n) for n in torch.randint(0, 24, (2,), generator=generator))
+            filler = torch.randint(tokenizer.ordinary_vocab_size, (before + after,), generator=generator).tolist()
+            context = [*filler[:before], *shown, *filler[before:], *newline, *cue_ids]
+            answer = [*letter, *number, *quote, *newline]
+            ids += context + answer
+            targets += [False] * len(context) + [True] * len(answer)
+        blocks.append((ids[:block_size], targets[:block_size]))
+    return blocks
