@@ -26,9 +26,11 @@ from typing import Any
 
 import torch
 
-# The characters of an order id (glm3_teach.tools: one capital letter, then digits); I and O are
-# left out as on the shop's receipts. Each is one token of the course tokenizer.
-ID_CHARACTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+# The characters of an order id: one capital letter, then digits, as
+# glm3_teach.dialogues.tool_dialogues.draw_order_id makes them (it never draws I or O). Each is one
+# token of the course tokenizer.
+ID_LETTERS, ID_DIGITS = "ABCDEFGHJKLMNPQRSTUVWXYZ", "0123456789"
+ID_CHARACTERS = ID_LETTERS + ID_DIGITS
 
 
 def single_character_ids(tokenizer: Any, characters: str = ID_CHARACTERS) -> list[int]:
@@ -115,7 +117,7 @@ def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "count" else 1):
             raise ValueError(f"recall_blocks {name} must be a {'non-negative' if name == 'count' else 'positive'} "
                              f"int, got {value!r}")
-    letters, digits = single_character_ids(tokenizer, ID_CHARACTERS[:24]), single_character_ids(tokenizer, "0123456789")
+    letters, digits = single_character_ids(tokenizer, ID_LETTERS), single_character_ids(tokenizer, ID_DIGITS)
     cue_ids, quote, newline = (tokenizer.encode_ordinary(cue), tokenizer.encode_ordinary("'"),
                                tokenizer.encode_ordinary("\n"))
     generator = torch.Generator().manual_seed(seed)

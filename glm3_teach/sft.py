@@ -235,6 +235,11 @@ def text_blocks(documents: Sequence[str], tokenizer: Any, block_size: int) -> li
     return [stream[start:start + block_size] for start in range(0, len(stream) - block_size + 1, block_size)]
 
 
+def block_labels(ids: Sequence[int], targets: Sequence[bool]) -> list[int]:
+    """Labels of a copy or recall block: ``ids[i]`` where ``targets[i]``, never the first token."""
+    return [IGNORE_INDEX] + [token if keep else IGNORE_INDEX for token, keep in zip(ids[1:], targets[1:])]
+
+
 class SFTDataset(torch.utils.data.Dataset):
     """Encoded SFT samples ``{"input_ids", "labels"}`` (lists of ints), filtered once.
 
@@ -267,12 +272,10 @@ class SFTDataset(torch.utils.data.Dataset):
         for block in blocks:   # the block's first token is not a target, so the prefix stays shareable
             self._add([*prefix, *block], [IGNORE_INDEX] * (len(prefix) + 1) + list(block[1:]), "tools_text")
         for ids, targets in copy_blocks:
-            self._add(list(ids), [IGNORE_INDEX] + [t if keep else IGNORE_INDEX for t, keep in zip(ids[1:], targets[1:])],
-                      "copy")
+            self._add(list(ids), block_labels(ids, targets), "copy")
         for kind, blocks in (("tools_copy", prefixed_copy_blocks), ("tools_recall", prefixed_recall_blocks)):
-            for ids, targets in blocks:   # after the same prefix as prefixed_blocks
-                self._add([*prefix, *ids], [IGNORE_INDEX] * (len(prefix) + 1)
-                          + [t if keep else IGNORE_INDEX for t, keep in zip(ids[1:], targets[1:])], kind)
+            for ids, targets in blocks:   # after the same prefix as prefixed_blocks, which is never a target
+                self._add([*prefix, *ids], [IGNORE_INDEX] * len(prefix) + block_labels(ids, targets), kind)
         if not self.samples:
             raise ValueError(f"the {name} has no usable sample (dropped: {dict(self.dropped)}); "
                              f"raise max_length={max_length} or check the data")
@@ -486,7 +489,8 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
         if getattr(sft, name) and tools is None:
             raise ValueError(f"[sft] {name} = {getattr(sft, name)} needs tool dialogues in the training "
                              f"data ({sft.data}); set it to 0 or keep tool_items above 0")
-    prefix = tools_prefix_ids(tools, tokenizer) if tools_blocks or sft.tools_copy_blocks or sft.tools_recall_blocks else []
+    after_tools = tools_blocks or sft.tools_copy_blocks or sft.tools_recall_blocks
+    prefix = tools_prefix_ids(tools, tokenizer) if after_tools else []
     copies = copy_blocks(tokenizer, sft.copy_blocks + sft.tools_copy_blocks, sft.copy_block_size, config.seed)
     recalls = recall_blocks(tokenizer, sft.tools_recall_blocks, sft.copy_block_size, config.seed)
     train_set = SFTDataset(items, tokenizer, sft.max_length, plain_blocks, "training set", sft.share_prefix,
