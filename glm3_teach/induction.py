@@ -14,7 +14,11 @@ never needs that circuit and the base models do not form it.
 - ``copy_blocks`` makes training text in which nothing but copying helps: lines of a random
   string, a space and the same string, half of them drawn from the characters of order ids and
   half from the whole ordinary vocabulary (so the skill is not tied to ids). Mixed into
-  fine-tuning (``[sft] copy_blocks``), they are trained on every token, like the story blocks.
+  fine-tuning (``[sft] copy_blocks``, or ``tools_copy_blocks`` after the tools message), they
+  are trained on the second copies only.
+- ``recall_blocks`` teaches what induction cannot: an id somewhere in random text, then
+  ``order_id='`` and the id (``[sft] tools_recall_blocks``). After the quote nothing earlier
+  matches, so the id's first character must be *found*, not continued.
 
 What it leaves out: induction over paraphrases (fuzzy copying) and the mechanistic analysis
 (which head attends where), which the attention viewer (lesson 03) can show.
@@ -40,6 +44,15 @@ def single_character_ids(tokenizer: Any, characters: str = ID_CHARACTERS) -> lis
     if several:
         raise ValueError(f"characters {several} are not single tokens of this tokenizer")
     return [i[0] for i in ids]
+
+
+def _check_sizes(function: str, **values: Any) -> None:
+    """One clear message for a count below 0 or any other size below 1."""
+    for name, value in values.items():
+        least = 0 if name == "count" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{function} {name} must be a {'non-negative' if least == 0 else 'positive'} "
+                             f"int, got {value!r}")
 
 
 def repeat_losses(model: torch.nn.Module, tokenizer: Any, count: int = 20, length: int = 16,
@@ -78,10 +91,7 @@ def copy_blocks(tokenizer: Any, count: int, block_size: int, seed: int, min_leng
     seeded generator either from the id characters or, every other string on average, from the
     whole ordinary vocabulary. The last line is cut at ``block_size``.
     """
-    for name, value in dict(count=count, block_size=block_size, min_length=min_length, max_length=max_length).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "count" else 1):
-            raise ValueError(f"copy_blocks {name} must be a {'non-negative' if name == 'count' else 'positive'} "
-                             f"int, got {value!r}")
+    _check_sizes("copy_blocks", count=count, block_size=block_size, min_length=min_length, max_length=max_length)
     if min_length > max_length:
         raise ValueError(f"copy_blocks min_length={min_length} is above max_length={max_length}")
     ids_alphabet = torch.tensor(single_character_ids(tokenizer))
@@ -110,13 +120,10 @@ def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
     Induction copies the token that *followed* the current one earlier, so it cannot give an
     id's first character after ``order_id='`` (the question never showed a quote before it).
     Each line here is random ordinary tokens with an id (a capital letter and four digits, as
-    ``glm3_teach.tools`` makes them, sometimes after a space as in "单号 K9736") somewhere
+    ``draw_order_id`` makes them, sometimes after a space as in "单号 K9736") somewhere
     inside, then ``cue``, the id and a closing quote; the targets are the id and the quote.
     """
-    for name, value in dict(count=count, block_size=block_size).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "count" else 1):
-            raise ValueError(f"recall_blocks {name} must be a {'non-negative' if name == 'count' else 'positive'} "
-                             f"int, got {value!r}")
+    _check_sizes("recall_blocks", count=count, block_size=block_size)
     letters, digits = single_character_ids(tokenizer, ID_LETTERS), single_character_ids(tokenizer, ID_DIGITS)
     cue_ids, quote, newline = (tokenizer.encode_ordinary(cue), tokenizer.encode_ordinary("'"),
                                tokenizer.encode_ordinary("\n"))

@@ -536,11 +536,10 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
     model = prepare_model(load_base(sft), sft)
     data = build_data(tokenizer, config, sft)
     machine = _machine(next(model.parameters()).device)
-    print(f"{len(data.train.dataset):,} training samples ({data.train.dataset.kinds.count('text')} story blocks, "
-          f"{data.train.dataset.kinds.count('tools_text')} after the tools message, "
-          f"{data.train.dataset.kinds.count('copy')} copy blocks, "
-          f"{data.train.dataset.kinds.count('tools_copy')} copy blocks and "
-          f"{data.train.dataset.kinds.count('tools_recall')} recall blocks after the tools message) in "
+    kinds = Counter(data.train.dataset.kinds)
+    print(f"{len(data.train.dataset):,} training samples ({kinds['text']} story blocks, "
+          f"{kinds['tools_text']} after the tools message, {kinds['copy']} copy blocks, "
+          f"{kinds['tools_copy']} copy blocks and {kinds['tools_recall']} recall blocks after the tools message) in "
           f"{len(data.train):,} batches, {data.train.num_targets:,} targets; dropped {dict(data.train.dataset.dropped)}; "
           f"{len(data.val.dataset):,} validation samples", flush=True)
     story_before = story_bits(model, tokenizer)
@@ -559,11 +558,9 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
               "sft": sft.__dict__, "model_config": model.config.to_dict(), "machine": machine, "note": note,
               "wall_seconds": round(time.time() - started, 1), "train_seconds": round(history["train_seconds"], 1),
               "cpu_seconds": round(time.process_time() - started_cpu, 1),
-              "train_samples": len(data.train.dataset), "story_blocks": data.train.dataset.kinds.count("text"),
-              "tools_story_blocks": data.train.dataset.kinds.count("tools_text"),
-              "copy_blocks": data.train.dataset.kinds.count("copy"),
-              "tools_copy_blocks": data.train.dataset.kinds.count("tools_copy"),
-              "tools_recall_blocks": data.train.dataset.kinds.count("tools_recall"),
+              "train_samples": len(data.train.dataset), "story_blocks": kinds["text"],
+              "tools_story_blocks": kinds["tools_text"], "copy_blocks": kinds["copy"],
+              "tools_copy_blocks": kinds["tools_copy"], "tools_recall_blocks": kinds["tools_recall"],
               "train_batches": len(data.train), "train_targets": data.train.num_targets,
               "dropped": dict(data.train.dataset.dropped), "val_samples": len(data.val.dataset),
               "epochs": config.max_steps * config.batch_size / len(data.train),
