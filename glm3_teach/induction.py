@@ -17,7 +17,8 @@ never needs that circuit and the base models do not form it.
   fine-tuning (``[sft] copy_blocks``, or ``tools_copy_blocks`` after the tools message), they
   are trained on the second copies only.
 - ``recall_blocks`` teaches what induction cannot: an id somewhere in random text, then
-  ``order_id='`` and the id (``[sft] tools_recall_blocks``). After the quote nothing earlier
+  ``order_id='`` and the id (``[sft] tools_recall_blocks``; other cues, such as the answer's
+  "您的订单" and "Your order", with ``[sft] recall_cues``). After the quote nothing earlier
   matches, so the id's first character must be *found*, not continued.
 
 What it leaves out: induction over paraphrases (fuzzy copying) and the mechanistic analysis
@@ -26,7 +27,7 @@ What it leaves out: induction over paraphrases (fuzzy copying) and the mechanist
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -114,19 +115,22 @@ def copy_blocks(tokenizer: Any, count: int, block_size: int, seed: int, min_leng
 
 
 def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
-                  cue: str = "order_id='") -> list[tuple[list[int], list[bool]]]:
-    """``count`` blocks ``(ids, targets)`` that teach finding an id in the context and writing it after ``cue``.
+                  cues: Sequence[str] = ("order_id='{id}'",)) -> list[tuple[list[int], list[bool]]]:
+    """``count`` blocks ``(ids, targets)`` that teach finding an id in the context and writing it after a cue.
 
     Induction copies the token that *followed* the current one earlier, so it cannot give an
     id's first character after ``order_id='`` (the question never showed a quote before it).
     Each line here is random ordinary tokens with an id (a capital letter and four digits, as
     ``draw_order_id`` makes them, sometimes after a space as in "单号 K9736") somewhere
-    inside, then ``cue``, the id and a closing quote; the targets are the id and the quote.
+    inside, then a line break and one of ``cues`` with the id in place of ``{id}``: the text
+    before ``{id}`` is read, the id and what follows it are the targets. With several cues each
+    line draws one (a cue listed twice comes twice as often); ``"订单{id}"`` and
+    ``" order {id}"`` are how the shop's answers name an order.
     """
     _check_sizes("recall_blocks", count=count, block_size=block_size)
+    splits = [_split_cue(tokenizer, cue) for cue in cues]
     letters, digits = single_character_ids(tokenizer, ID_LETTERS), single_character_ids(tokenizer, ID_DIGITS)
-    cue_ids, quote, newline = (tokenizer.encode_ordinary(cue), tokenizer.encode_ordinary("'"),
-                               tokenizer.encode_ordinary("\n"))
+    newline = tokenizer.encode_ordinary("\n")
     generator = torch.Generator().manual_seed(seed)
 
     def draw(options: list[int], n: int) -> list[int]:
@@ -143,9 +147,26 @@ def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
             shown = tokenizer.encode_ordinary(" " + order_id) if spaced else letter + number
             before, after = (int(n) for n in torch.randint(0, 24, (2,), generator=generator))
             filler = torch.randint(tokenizer.ordinary_vocab_size, (before + after,), generator=generator).tolist()
+            cue = cues[int(torch.randint(len(cues), (1,), generator=generator))] if len(cues) > 1 else cues[0]
+            cue_ids, answer = _cue_and_answer(tokenizer, cue, splits[cues.index(cue)], order_id)
             context = [*filler[:before], *shown, *filler[before:], *newline, *cue_ids]
-            answer = [*letter, *number, *quote, *newline]
-            ids += context + answer
-            targets += [False] * len(context) + [True] * len(answer)
+            ids += context + answer + newline
+            targets += [False] * len(context) + [True] * (len(answer) + len(newline))
         blocks.append((ids[:block_size], targets[:block_size]))
     return blocks
+
+
+def _split_cue(tokenizer: Any, cue: str) -> list[int]:
+    """The ids of the text before ``{id}`` in ``cue`` (a space just before the id belongs to the id)."""
+    if not isinstance(cue, str) or cue.count("{id}") != 1:
+        raise ValueError(f"recall_blocks cues must be strings holding '{{id}}' once, got {cue!r}")
+    return tokenizer.encode_ordinary(cue.split("{id}")[0].removesuffix(" "))
+
+
+def _cue_and_answer(tokenizer: Any, cue: str, cue_ids: list[int], order_id: str) -> tuple[list[int], list[int]]:
+    """``(cue ids, answer ids)`` of one line: ``cue`` written with ``order_id``, split where the id begins."""
+    ids = tokenizer.encode_ordinary(cue.replace("{id}", order_id))
+    if ids[:len(cue_ids)] != cue_ids:
+        raise ValueError(f"recall_blocks cue {cue!r}: the tokenizer merges its text with the id {order_id}; "
+                         "end the text before {id} where a token ends (a space or punctuation)")
+    return cue_ids, ids[len(cue_ids):]

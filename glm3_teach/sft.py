@@ -369,6 +369,7 @@ class SFTConfig:
     copy_block_size: int = 256                 # tokens per copy block
     tools_copy_blocks: int = 0                 # more copy blocks, each read after the tools system message
     tools_recall_blocks: int = 0               # id-recall blocks (induction.recall_blocks) after the tools message
+    recall_cues: list[str] = field(default_factory=lambda: ["order_id='{id}'"])  # what a recall line ends with
     seq_length: int | None = None              # raise the model's seq_length (RoPE table) for long dialogues
     val_items: int = 400                       # validation items for the loss during training
     share_prefix: int = 64                     # run a shared prefix of >= this many ids once per batch (0 = never)
@@ -387,6 +388,10 @@ class SFTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
+        cues = self.recall_cues
+        if not isinstance(cues, list) or not cues or not all(isinstance(c, str) and c.count("{id}") == 1 for c in cues):
+            raise ValueError(f"[sft] recall_cues must be a non-empty list of strings, each with '{{id}}' once "
+                             f"(e.g. [\"order_id='{{id}}'\", \"订单{{id}}\"]), got {cues!r}")
 
 
 def load_config(path: str | Path) -> tuple[Any, SFTConfig]:
@@ -492,7 +497,8 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     after_tools = tools_blocks or sft.tools_copy_blocks or sft.tools_recall_blocks
     prefix = tools_prefix_ids(tools, tokenizer) if after_tools else []
     copies = copy_blocks(tokenizer, sft.copy_blocks + sft.tools_copy_blocks, sft.copy_block_size, config.seed)
-    recalls = recall_blocks(tokenizer, sft.tools_recall_blocks, sft.copy_block_size, config.seed)
+    recalls = recall_blocks(tokenizer, sft.tools_recall_blocks, sft.copy_block_size, config.seed,
+                            tuple(sft.recall_cues))
     train_set = SFTDataset(items, tokenizer, sft.max_length, plain_blocks, "training set", sft.share_prefix,
                            prefixed_blocks=(prefix, tools_blocks), copy_blocks=copies[:sft.copy_blocks],
                            prefixed_copy_blocks=copies[sft.copy_blocks:], prefixed_recall_blocks=recalls)
@@ -621,7 +627,7 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 - {record['train_samples']:,} training samples ({record['story_blocks']} of them blocks of pretraining
   stories, trained on every token, against forgetting) in {record['train_batches']:,} length-grouped
   batches; {record['train_targets']:,} target tokens per epoch; dropped: {record['dropped'] or 'none'}
-- {config['max_steps']} steps ({record['epochs']:.2f} epochs), AdamW lr {config['lr']}, warmup {config['warmup_steps']},
+{_synthetic_blocks(record)}- {config['max_steps']} steps ({record['epochs']:.2f} epochs), AdamW lr {config['lr']}, warmup {config['warmup_steps']},
   cosine to {config['min_lr_ratio']} x lr, weight decay {config['weight_decay']}, seed {config['seed']},
   method `{sft['method']}`, seq_length {record['model_config']['seq_length']}
 - wall time {record['wall_seconds'] / 60:.1f} min ({record['train_seconds'] / 60:.1f} min of training steps;
@@ -647,6 +653,17 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 | --- | --- |
 {samples}
 """
+
+
+def _synthetic_blocks(record: dict[str, Any]) -> str:
+    """The README line on copy and recall blocks (``glm3_teach.induction``), empty for a run without them."""
+    copies, tools_copies = record.get("copy_blocks", 0), record.get("tools_copy_blocks", 0)
+    recalls, tools_stories = record.get("tools_recall_blocks", 0), record.get("tools_story_blocks", 0)
+    if not (copies or tools_copies or recalls or tools_stories):
+        return ""
+    return (f"- among them {copies:,} copy blocks, and {tools_copies:,} copy blocks, {recalls:,} recall blocks and "
+            f"{tools_stories:,} story blocks read after the tools system message (`glm3_teach.induction`, "
+            "lesson 09: text in which only copying predicts the next token, trained on what can be copied)\n")
 
 
 def _known_problems(record: dict[str, Any]) -> str:

@@ -438,44 +438,50 @@ for name, group in by_age.items():
 heldout_all = full_rows[("chat", "heldout", "all")]
 assert heldout_all["items"] == 480 and heldout_all["fact_accuracy"] >= 0.70
 assert heldout_all["stop_compliance"] >= 0.98 and heldout_all["language_match"] >= 0.98
-assert abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.05
+assert min(share_right.values()) >= 0.70 and abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.08
 
 # %% [markdown]
 # The course's targets (at least 70% of held-out phrasings, stop and language at least 98%) hold
-# on the whole split, and about equally on the old and the new held-out templates, although the new
-# ones were written later and some deliberately hard ("我下班后过去，你们还开着吗？几点关门？"),
-# which is what a question from a real customer is like (the model fine-tuned from the 256-token
-# base scored 81% on the old ones and 72% on the new). The README also records what this
-# checkpoint does *not* do yet: it trained on every tool dialogue of lesson 09 and writes its calls
-# in the right format, but with arguments it invents instead of copying them from the question
-# (lesson 09 measures why).
+# on the whole split, and on both the old and the new held-out templates, within a few points of
+# each other, although the new ones were written later and some deliberately hard
+# ("我下班后过去，你们还开着吗？几点关门？"), which is what a question from a real customer is like
+# (the model fine-tuned from the 256-token base scored 81% on the old ones and 72% on the new). The
+# README also records what this checkpoint does *not* do yet: it trained on every tool dialogue
+# of lesson 09 and copies order ids into its calls, but it does not yet pick the stock tool, write
+# a sum for the calculator, or use the tool's result in its answer (lesson 09 measures why).
 #
 # ### Forgetting
 #
 # Fine-tuning moves every weight; the story knowledge of lesson 06 can erode. The recipe mixes
-# 1,600 blocks of pretraining stories (42% of the trained tokens) into the SFT batches, trained on
-# every token, and the harness measures story bits per byte before and after. On this subsample and
-# on the 100 stories per language of the README:
+# 1,600 blocks of pretraining stories (9% of the trained tokens; most of the rest are lesson 09's
+# copy and recall blocks) into the SFT batches, trained on every token, and the harness measures
+# story bits per byte before and after. On this subsample and on the 100 stories per language of
+# the README:
 
 # %% tags=["nbval-check-output"]
 shipped = record["story_bits_per_byte"]["per_language"]
 story_share = record["story_blocks"] * (record["sft"]["story_block_size"] - 1) / record["train_targets"]
 print(f"{record['story_blocks']} story blocks = {story_share:.0%} of the trained tokens")
-assert record["story_blocks"] == 1600 and 0.40 < story_share < 0.48
+assert record["story_blocks"] == 1600 and 0.07 < story_share < 0.10
 for lang in ("zh", "en"):
     b, c = score[("base", "stories (val)", lang)]["bits_per_byte"], score[("chat", "stories (val)", lang)]["bits_per_byte"]
     readme_rise = shipped[lang]["after"] / shipped[lang]["before"] - 1
-    print(f"stories {lang}: base {b:.3f} -> chat {c:.3f} bits/byte ({c / b - 1:+.0%}); README, 100 stories: {readme_rise:+.0%}")
-    assert abs((c / b - 1) - readme_rise) < 0.15 and readme_rise < 0.10
+    print(f"stories {lang}: base {b:.3f} -> chat {c:.3f} bits/byte ({c / b - 1:+.0%}); README, 100 stories: {readme_rise:+.1%}")
+    assert abs((c / b - 1) - readme_rise) < 0.15
+rise = {lang: shipped[lang]["after"] / shipped[lang]["before"] - 1 for lang in ("zh", "en")}
+assert rise["zh"] < 0.10 and abs(rise["en"] - 0.105) < 0.005          # English: just past the +10% limit
 
 # %% [markdown]
-# Within the +10% the course allows, but it took two remedies together. The first recipe (200
-# story blocks, 11% of the tokens, lr 1e-3, 150 steps) raised the stories' bits per byte by 30%
-# (zh) and 45% (en); 800 blocks at lr 5e-4 still by 10% and 13%; 1,600 blocks at lr 3e-4 by 2% and
-# 5%, at the price of a few points of held-out accuracy (the runs are tabulated in
-# `configs/chat.toml`; the printout above has the shipped model's rise). The big models use the same remedies: pretraining text in the mix and a low
-# learning rate; or training far fewer weights (lesson 10's LoRA and P-Tuning keep the base
-# weights frozen).
+# Chinese stays within the +10% the course allows; English, at +10.5% on the README's 100 stories,
+# is just past it, and the README lists that as a known problem. Forgetting took two remedies
+# together in the first recipes. The first (200 story blocks, 11% of the tokens, lr 1e-3, 150
+# steps) raised the stories' bits per byte by 30% (zh) and 45% (en); 800 blocks at lr 5e-4 still
+# by 10% and 13%; 1,600 blocks at lr 3e-4 by 2% and 5%, at the price of a few points of held-out
+# accuracy. The shipped recipe trains longer and harder (1,400 steps at lr 5e-4: copying, lesson
+# 09, needs it), which costs more of the stories. A run with 2,400 story blocks (and a change to
+# the recall blocks) stayed inside the limit but called tools far worse (the runs are tabulated in `configs/chat.toml`). The big
+# models use the same remedies: pretraining text in the mix and a low learning rate; or training
+# far fewer weights (lesson 10's LoRA and P-Tuning keep the base weights frozen).
 
 # %% [markdown]
 # ## 10. 对话模型看哪里 Where the chat model looks

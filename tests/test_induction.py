@@ -176,3 +176,48 @@ def test_the_experiment_configs_load_and_chain_to_each_other():
         exports[config.export_dir] = sft
         assert sft.init_from == "data/checkpoints/base_long" or sft.init_from in exports, (path, sft.init_from)
     assert any(s.copy_blocks for s in exports.values()) and any(s.tools_recall_blocks for s in exports.values())
+
+
+def test_recall_lines_end_with_each_of_their_cues_and_the_id_shown_before(tok):
+    cues = ("order_id='{id}'", "订单{id}", " order {id}")
+    ids, targets = recall_blocks(tok, 1, 2000, seed=1, cues=cues)[0]
+    assert recall_blocks(tok, 1, 2000, seed=1, cues=cues)[0] == (ids, targets)
+    newline = tok.encode_ordinary("\n")[0]
+    seen = set()
+    lines = [[]]
+    for token, keep in zip(ids, targets):
+        lines[-1].append((token, keep))
+        if token == newline and keep:                        # a line ends with its trained line break
+            lines.append([])
+    for line in lines[:-1]:
+        text = tok.decode([t for t, _ in line])
+        answer = tok.decode([t for t, keep in line if keep])
+        context = tok.decode([t for t, keep in line if not keep])
+        cue = next(c for c in cues if context.endswith(c.split("{id}")[0].removesuffix(" ")))
+        order_id = answer.strip().split("'")[0]
+        assert len(order_id) == 5 and order_id[0] in ID_LETTERS and order_id[1:].isdigit(), text
+        assert context.rsplit("\n", 1)[0].count(order_id) == 1, text        # shown once, earlier in the line
+        assert text.endswith(cue.replace("{id}", order_id) + "\n"), (cue, text)
+        seen.add(cue)
+    assert seen == set(cues)
+
+
+def test_a_recall_cue_must_hold_the_id_once_and_end_where_a_token_ends(tok):
+    with pytest.raises(ValueError, match=r"cues must be strings holding '\{id\}' once"):
+        recall_blocks(tok, 1, 64, seed=0, cues=("order_id=",))
+    words = {}
+    by_word = SimpleNamespace(encode_ordinary=lambda text: [words.setdefault(w, len(words)) for w in text.split(" ")])
+    from glm3_teach.induction import _cue_and_answer, _split_cue
+
+    cue_ids = _split_cue(by_word, "订单{id}")
+    with pytest.raises(ValueError, match=r"cue '订单\{id\}': the tokenizer merges its text with the id K1234"):
+        _cue_and_answer(by_word, "订单{id}", cue_ids, "K1234")
+
+
+def test_the_sft_config_checks_its_recall_cues():
+    from glm3_teach.sft import SFTConfig
+
+    assert SFTConfig().recall_cues == ["order_id='{id}'"]
+    for bad in ([], "order_id='{id}'", ["订单"], ["{id}{id}"]):
+        with pytest.raises(ValueError, match=r"\[sft\] recall_cues must be a non-empty list of strings"):
+            SFTConfig(recall_cues=bad)
