@@ -438,7 +438,8 @@ for name, group in by_age.items():
 heldout_all = full_rows[("chat", "heldout", "all")]
 assert heldout_all["items"] == 480 and heldout_all["fact_accuracy"] >= 0.70
 assert heldout_all["stop_compliance"] >= 0.98 and heldout_all["language_match"] >= 0.98
-assert min(share_right.values()) >= 0.70 and abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.08
+assert min(share_right.values()) >= 0.70
+assert abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.08
 
 # %% [markdown]
 # The course's targets (at least 70% of held-out phrasings, stop and language at least 98%) hold

@@ -686,16 +686,16 @@ print("the format is learned, and the id is copied: its tokens cost far less, on
 
 # %% [markdown]
 # Both kinds cost, on average, a fraction of a nat per token: the model has learned *how* to write
-# a call, and it copies the id from the question. That is not a given. A uniform guess among the ten digits
-# costs ln 10 = 2.30 nats; the course's first chat models, fine-tuned on the same tool dialogues,
+# a call, and it copies the id from the question. That is not a given. A uniform guess among the
+# ten digits costs ln 10 = 2.30 nats; the course's first chat models, fine-tuned on the same tool dialogues,
 # paid about that or more for every character of a new id (`configs/chat.toml` records their
 # figures) and, greedy, wrote a plausible id of their own, a capital letter and four digits as in
 # training: the right tool, the wrong order. Copying a span from earlier in the context is the job
 # of *induction heads*, which small models learn from text that repeats itself; lesson 06 already
 # saw the base model lose a character's name in the middle of a story, the same missing skill.
 #
-# Is that copying, in general, or something about ids? The classic test for induction heads: a random string of
-# characters, then the same string again. The first copy cannot be predicted (about ln 34 = 3.5
+# Is that copying in general, or something about ids? The classic test for induction heads: a
+# random string of characters, then the same string again. The first copy cannot be predicted (about ln 34 = 3.5
 # nats per character for a model that knows the 34 characters, more for one that does not); a
 # model that copies predicts the second copy almost for free, because each character follows the
 # one before it exactly as it did the first time. Short strings at the start of the context, so
@@ -759,16 +759,18 @@ print("base_long pays as much for the second copy as for the first; the chat mod
 # The chat model copies: its second copy costs a small fraction of the first. Fine-tuning on the
 # dialogues alone did not do that. The course's first chat models were trained on the same tool
 # dialogues and paid as much for the second copy as for the first; they wrote the format of a call
-# perfectly and an order id of their own (`configs/chat.toml` records those runs, f to h3, with
-# their figures). What grew the circuit is text in which copying is the *only* way to predict the
-# next token, mixed into fine-tuning by the recipe (`[sft] copy_blocks`, `tools_copy_blocks`,
-# `tools_recall_blocks`). Two kinds of line, made by `glm3_teach.induction`:
+# perfectly and an order id of their own (`configs/chat.toml` records those runs, f and g, and the
+# probe runs h to k that followed, with their figures). What grew the circuit is text in which
+# copying is the *only* way to predict the next token, mixed into fine-tuning by the recipe
+# (`[sft] copy_blocks`, `tools_copy_blocks`, `tools_recall_blocks`). Two kinds of line, made by
+# `glm3_teach.induction`:
 # - a **copy block**: a random string, a space and the same string again, trained on the second
 #   string only (the first is noise nobody can predict);
-# - a **recall block**: random text with an id somewhere in it, then `order_id='` and that id
-#   (or `订单` / ` order` and the id, the way the shop's answers name an order). Induction
-#   continues what *followed* the current token last time, so it cannot give an id's first
-#   character after `order_id='`: the question never showed a quote. The id must be found.
+# - a **recall block**: random text with an id somewhere in it, then `order_id='` and that id.
+#   Induction continues what *followed* the current token last time, so it cannot give an id's
+#   first character after `order_id='`: the question never showed a quote. The id must be found.
+#   (`[sft] recall_cues` can also end lines the way the shop's answers name an order, `订单` or
+#   ` order` and the id; the run that tried it, k, called tools worse.)
 #
 # One line of each, with the trained tokens in brackets:
 
@@ -790,12 +792,12 @@ print("copy:  ", show_block(copy_ids, copy_targets))
 print("recall:", show_block(recall_ids, recall_targets))
 
 # %% [markdown]
-# In training, most copy blocks come after the tools system message (`tools_copy_blocks`), because
-# a model that copies in a short text may still not copy 1,040 tokens in, where its first layers
-# look at the tools message rather than at the previous token; the probe runs in
-# `configs/chat.toml` found exactly that. Induction heads appear suddenly: in a probe run the loss
-# on the second copies stayed flat for hundreds of steps and then fell within far fewer, the
-# "phase change" Olsson et al. (2022) describe.
+# In training, a third of the copy blocks and all recall blocks come after the tools system
+# message (`tools_copy_blocks`, `tools_recall_blocks`): a model that copies in a short text may
+# still not copy 1,040 tokens in, where its first layers look at the tools message rather than at
+# the previous token, and the probe runs in `configs/chat.toml` found exactly that. Induction
+# heads appear suddenly: in a probe run the loss on the second copies stayed flat for hundreds of
+# steps and then fell within far fewer, the "phase change" Olsson et al. (2022) describe.
 #
 # ### Reading past 256 tokens: the context extension
 #
