@@ -32,7 +32,7 @@ The target of lesson 07 is a speed-up of at least 6x at 256 new tokens on the ba
 Measured on the course's 2-core CPU machine, idle, PyTorch 2.13.0, ``--threads 1 --repeats 3``
 (2026-12-02): preallocated vs no cache 4.8x / 15.0x / 28.7x at 64 / 256 / 512 new tokens on the
 base model, 4.5x / 11.4x / 20.2x on the larger one; ``--new-tokens 256 --models base --repeats 5``:
-11.1x. On the same machine busy with a training run the 256-token figure fell to 5.3-6.8x.
+11.1x. Earlier runs on a busy machine measured 5.3-6.8x at 256 tokens.
 """
 
 from __future__ import annotations
