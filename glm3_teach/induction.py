@@ -128,7 +128,7 @@ def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
     ``" order {id}"`` are how the shop's answers name an order.
     """
     _check_sizes("recall_blocks", count=count, block_size=block_size)
-    splits = [_split_cue(tokenizer, cue) for cue in cues]
+    cue_ids = {cue: _cue_ids(tokenizer, cue) for cue in cues}
     letters, digits = single_character_ids(tokenizer, ID_LETTERS), single_character_ids(tokenizer, ID_DIGITS)
     newline = tokenizer.encode_ordinary("\n")
     generator = torch.Generator().manual_seed(seed)
@@ -147,26 +147,27 @@ def recall_blocks(tokenizer: Any, count: int, block_size: int, seed: int,
             shown = tokenizer.encode_ordinary(" " + order_id) if spaced else letter + number
             before, after = (int(n) for n in torch.randint(0, 24, (2,), generator=generator))
             filler = torch.randint(tokenizer.ordinary_vocab_size, (before + after,), generator=generator).tolist()
+            # one cue draws nothing, so the default blocks are those of the single-cue version
             cue = cues[int(torch.randint(len(cues), (1,), generator=generator))] if len(cues) > 1 else cues[0]
-            cue_ids, answer = _cue_and_answer(tokenizer, cue, splits[cues.index(cue)], order_id)
-            context = [*filler[:before], *shown, *filler[before:], *newline, *cue_ids]
+            answer = _answer_ids(tokenizer, cue, cue_ids[cue], order_id)
+            context = [*filler[:before], *shown, *filler[before:], *newline, *cue_ids[cue]]
             ids += context + answer + newline
             targets += [False] * len(context) + [True] * (len(answer) + len(newline))
         blocks.append((ids[:block_size], targets[:block_size]))
     return blocks
 
 
-def _split_cue(tokenizer: Any, cue: str) -> list[int]:
+def _cue_ids(tokenizer: Any, cue: str) -> list[int]:
     """The ids of the text before ``{id}`` in ``cue`` (a space just before the id belongs to the id)."""
     if not isinstance(cue, str) or cue.count("{id}") != 1:
         raise ValueError(f"recall_blocks cues must be strings holding '{{id}}' once, got {cue!r}")
     return tokenizer.encode_ordinary(cue.split("{id}")[0].removesuffix(" "))
 
 
-def _cue_and_answer(tokenizer: Any, cue: str, cue_ids: list[int], order_id: str) -> tuple[list[int], list[int]]:
-    """``(cue ids, answer ids)`` of one line: ``cue`` written with ``order_id``, split where the id begins."""
+def _answer_ids(tokenizer: Any, cue: str, cue_ids: list[int], order_id: str) -> list[int]:
+    """The ids after ``cue_ids`` of ``cue`` written with ``order_id``: the id and the rest of the cue."""
     ids = tokenizer.encode_ordinary(cue.replace("{id}", order_id))
     if ids[:len(cue_ids)] != cue_ids:
         raise ValueError(f"recall_blocks cue {cue!r}: the tokenizer merges its text with the id {order_id}; "
                          "end the text before {id} where a token ends (a space or punctuation)")
-    return cue_ids, ids[len(cue_ids):]
+    return ids[len(cue_ids):]

@@ -45,6 +45,8 @@ from typing import Any, Sequence
 
 import torch
 
+from glm3_teach.errors import cli_main
+
 try:
     import tomllib
 except ImportError:  # Python 3.10: the same parser, packaged as tomli
@@ -656,14 +658,18 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 
 
 def _synthetic_blocks(record: dict[str, Any]) -> str:
-    """The README line on copy and recall blocks (``glm3_teach.induction``), empty for a run without them."""
-    copies, tools_copies = record.get("copy_blocks", 0), record.get("tools_copy_blocks", 0)
-    recalls, tools_stories = record.get("tools_recall_blocks", 0), record.get("tools_story_blocks", 0)
-    if not (copies or tools_copies or recalls or tools_stories):
+    """The README line on copy, recall and tools-story blocks, empty for a run without them."""
+    alone = record.get("copy_blocks", 0)
+    after_tools = [f"{record.get(key, 0):,} {what}" for key, what in
+                   (("tools_copy_blocks", "copy"), ("tools_recall_blocks", "recall"), ("tools_story_blocks", "story"))
+                   if record.get(key, 0)]
+    if not (alone or after_tools):
         return ""
-    return (f"- among them {copies:,} copy blocks, and {tools_copies:,} copy blocks, {recalls:,} recall blocks and "
-            f"{tools_stories:,} story blocks read after the tools system message (`glm3_teach.induction`, "
-            "lesson 09: text in which only copying predicts the next token, trained on what can be copied)\n")
+    parts = ([f"{alone:,} copy blocks"] if alone else []) + (
+        [" and ".join([", ".join(after_tools[:-1]), after_tools[-1]] if len(after_tools) > 1 else after_tools)
+         + " blocks read after the tools system message"] if after_tools else [])
+    return (f"- among them {'; '.join(parts)} (`glm3_teach.induction`, lesson 09: text in which only "
+            "copying predicts the next token, trained on what can be copied)\n")
 
 
 def _known_problems(record: dict[str, Any]) -> str:
@@ -683,16 +689,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a remark stored in training.json and the README")
     args = parser.parse_args(argv)
     command = "python -m glm3_teach.sft " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        load_config(args.config)
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    record = run(args.config, args.note, command)
-    if "samples" not in record:   # a rank other than 0 of a torchrun launch
+
+    def train_and_report() -> int:
+        load_config(args.config)   # a bad config fails here, before any model is loaded
+        record = run(args.config, args.note, command)
+        if "samples" in record:   # not on a rank other than 0 of a torchrun launch
+            print(json.dumps({k: record[k] for k in ("wall_seconds", "final_train_loss", "final_val",
+                                                     "story_bits_per_byte", "samples")}, indent=1, ensure_ascii=False))
         return 0
-    print(json.dumps({k: record[k] for k in ("wall_seconds", "final_train_loss", "final_val", "story_bits_per_byte",
-                                             "samples")}, indent=1, ensure_ascii=False))
-    return 0
+
+    return cli_main(parser.prog, train_and_report)   # bad data, too, is one line and exit status 2
 
 
 if __name__ == "__main__":

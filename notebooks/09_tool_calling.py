@@ -870,18 +870,22 @@ for document in load_corpus("train"):
     filler += document
 contexts = {"alone": [], "after ~1,000 tokens of stories": [{"role": "system", "content": filler}],
             "after the tools system message": [tools_system_message(SHOP_TOOLS)]}
-right, calls = {}, {}
+right, calls, asks = {}, {}, {}
 for name, history in contexts.items():
     replies = [chat(chat_model, chat_tok, i["conversations"][0]["content"], history=list(history), do_sample=False,
                     max_new_tokens=40)[0] for i in plain]
     right[name] = sum(isinstance(r, str) and all(e in r for e in i["meta"]["expect"]) for r, i in zip(replies, plain))
-    calls[name] = sum(isinstance(r, dict) for r in replies)                # a tool call instead of an answer
-    print(f"{name:32} {right[name]:2d}/{len(plain)} right, {calls[name]:2d} tool calls   e.g. {str(replies[0])[:50]!r}")
+    calls[name] = [r["name"] for r in replies if isinstance(r, dict)]       # a tool call instead of an answer
+    asks[name] = sum(isinstance(r, str) and ("订单号" in r or "order number" in r) for r in replies)   # "your id?"
+    print(f"{name:32} {right[name]:2d}/{len(plain)} right, {len(calls[name]):2d} tool calls, {asks[name]:2d} ask for an "
+          f"order id   e.g. {str(replies[0])[:40]!r}")
 
 # %% tags=["nbval-check-output"]
 assert right["alone"] >= 10 and 3 <= right["after ~1,000 tokens of stories"] < right["alone"], right
-assert calls["after the tools system message"] >= 0.5 * len(plain) and calls["alone"] == 0, calls
-assert right["after the tools system message"] <= 2, right        # with the tools in front, plain facts are lost
+tools_first = "after the tools system message"
+assert len(calls[tools_first]) >= 0.5 * len(plain) and not calls["alone"], calls
+assert right[tools_first] <= 2 and 2 * asks[tools_first] > len(plain) - len(calls[tools_first]), (right, asks)
+assert set(calls[tools_first]) <= {"check_order", "calculate"}, calls
 tool_counts = collections.Counter(i["meta"]["expect_tool"]["name"] for i in train if i["meta"].get("expect_tool"))
 print("tools the training dialogues call:", dict(tool_counts.most_common()))
 assert tool_counts.most_common(1)[0][0] == "check_order"
@@ -889,6 +893,7 @@ tool_dialogues = [i for i in train if "tools" in i]
 no_tool_share = sum(i["meta"]["intent"] == "no_tool" for i in tool_dialogues) / len(tool_dialogues)
 print(f"tool dialogues that need no tool: {no_tool_share:.0%}")
 assert 0.15 < no_tool_share < 0.25
+assert tool_counts["check_order"] + tool_counts["calculate"] > 0.5 * sum(tool_counts.values())
 print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)} right "
       f"(the first edition's model, fine-tuned from the 256-token base: 0/12)")
 

@@ -207,11 +207,11 @@ def test_a_recall_cue_must_hold_the_id_once_and_end_where_a_token_ends(tok):
         recall_blocks(tok, 1, 64, seed=0, cues=("order_id=",))
     words = {}
     by_word = SimpleNamespace(encode_ordinary=lambda text: [words.setdefault(w, len(words)) for w in text.split(" ")])
-    from glm3_teach.induction import _cue_and_answer, _split_cue
+    from glm3_teach.induction import _answer_ids, _cue_ids
 
-    cue_ids = _split_cue(by_word, "订单{id}")
+    cue_ids = _cue_ids(by_word, "订单{id}")
     with pytest.raises(ValueError, match=r"cue '订单\{id\}': the tokenizer merges its text with the id K1234"):
-        _cue_and_answer(by_word, "订单{id}", cue_ids, "K1234")
+        _answer_ids(by_word, "订单{id}", cue_ids, "K1234")
 
 
 def test_the_sft_config_checks_its_recall_cues():

@@ -278,6 +278,22 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert stopped.value.code == 2 and "no config file" in capsys.readouterr().err
 
 
+def test_cli_reports_bad_data_in_one_line_too(tmp_path, capsys, monkeypatch):
+    from glm3_teach import dialogues
+    from glm3_teach.sft import main
+
+    plain = {"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}
+    monkeypatch.setattr(dialogues, "load_sft", lambda split, folder=None: [plain] * 4)
+    config = tmp_path / "no_tools.toml"
+    config.write_text('max_steps = 1\nwarmup_steps = 0\n[sft]\ninit_from = "data/checkpoints/base"\ntools_recall_blocks = 2\n'
+                      "val_items = 2\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "tools_recall_blocks = 2 needs tool dialogues" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_a_shared_prefix_runs_once_and_gives_the_same_loss_and_gradients(tok):
     from glm3_teach.train import batch_loss, build_model
 
