@@ -17,7 +17,8 @@ Taught in lesson 09 (工具调用 Tool calling). ``run_agent`` is ChatGLM3's too
 ``tool_metrics`` runs the loop over fine-tuning items (``data/sft``, their ``meta`` keys) and
 gives the numbers of the evaluation harness: parse rate, tool-name accuracy, argument exact
 match, false-call rate on questions that need no tool, and how often the final answer
-contains the observation's values.
+contains the observation's values; ``by_intent`` counts the same per intent, to see which
+kind of question fails.
 
 What it leaves out: several tool calls in one assistant turn, the code interpreter, and
 streaming (``chat.stream_chat`` streams one turn).
@@ -255,6 +256,22 @@ def aggregate(results: list[dict]) -> dict:
     }
 
 
+def by_intent(results: list[dict]) -> dict[str, dict]:
+    """Counts per intent of ``score_item`` results: where the rates of ``aggregate`` come from.
+
+    ``{"order_status": {"items": 10, "called": 9, "name_ok": 9, "call_ok": 7, "values_ok": 6}, ...}``;
+    an ask turn counts under its intent + ``"/ask"`` (there ``called`` is the failure).
+    """
+    counts: dict[str, dict] = {}
+    for result in results:
+        key = f"{result['intent']}/ask" if result["ask_turn"] else str(result["intent"])
+        row = counts.setdefault(key, {"items": 0, "called": 0, "name_ok": 0, "call_ok": 0, "values_ok": 0})
+        row["items"] += 1
+        for flag in ("called", "name_ok", "call_ok", "values_ok"):
+            row[flag] += bool(result.get(flag))
+    return dict(sorted(counts.items()))
+
+
 def tool_metrics(model: Any, tokenizer: Any, items: Iterable[dict], tools: Iterable[Callable] | None = None,
                  offer_tools: bool = False, ask_turns: bool = True, max_steps: int = 3, max_new_tokens: int = 128,
                  progress: bool = False, return_results: bool = False, **generate_kwargs: Any) -> dict:
@@ -291,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from glm3_teach.checkpoint import load_pretrained
     from glm3_teach.dialogues import load_sft
+    from glm3_teach.evaluate import subsample
     from glm3_teach.tokenizer import load_tokenizer
 
     parser = argparse.ArgumentParser(prog="python -m glm3_teach.agent", description="tool metrics of a chat checkpoint")
@@ -298,21 +316,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
     parser.add_argument("--data", default=None, help="the SFT folder (default data/sft)")
     parser.add_argument("--max-items", type=int, default=None, help="the first N tool items of the split (default all)")
+    parser.add_argument("--evenly", action="store_true", help="take the N items evenly spaced over the split "
+                        "(every intent keeps its share, as evaluate --tool-items does) instead of the first N")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not Path(args.model, "config.json").is_file():
         parser.error(f"{args.model} is not a checkpoint folder (it has no config.json)")
     torch.set_num_threads(args.threads)
     model, tokenizer = load_pretrained(args.model, dtype=torch.float32), load_tokenizer(args.model)
-    items = [item for item in load_sft(args.split, args.data) if item.get("tools")][:args.max_items]
+    items = [item for item in load_sft(args.split, args.data) if item.get("tools")]
+    items = subsample(items, args.max_items) if args.evenly else items[:args.max_items]
     started = time.time()
-    metrics = tool_metrics(model, tokenizer, items, progress=True)
-    print(json.dumps({"model": args.model, "split": args.split, **metrics,
+    metrics = tool_metrics(model, tokenizer, items, progress=True, return_results=True)
+    intents = by_intent(metrics.pop("results"))
+    print(json.dumps({"model": args.model, "split": args.split, **metrics, "by_intent": intents,
                       "minutes": round((time.time() - started) / 60, 1)}, indent=1))
     return 0
 
 
-__all__ = ["agent_trace", "aggregate", "ask_turn_item", "evaluation_prompt", "run_agent", "score_item",
+__all__ = ["agent_trace", "aggregate", "ask_turn_item", "by_intent", "evaluation_prompt", "run_agent", "score_item",
            "tool_metrics"]
 
 if __name__ == "__main__":

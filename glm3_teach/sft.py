@@ -364,6 +364,7 @@ class SFTConfig:
     max_batch: int = 32                        # samples per batch at most
     max_items: int | None = None               # plain (tool-free) training dialogues kept, evenly spaced; None = all
     tool_items: int | None = None              # tool dialogues kept, evenly spaced; None = all
+    tool_repeats: int = 1                      # times each kept tool dialogue is in an epoch (upsampling)
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
@@ -382,7 +383,8 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.method not in ("full", "lora", "ptuning"):
             raise ValueError(f"[sft] method must be 'full', 'lora' or 'ptuning', got {self.method!r}")
-        for name in ("max_length", "max_tokens", "max_batch", "story_block_size", "copy_block_size", "val_items"):
+        for name in ("max_length", "max_tokens", "max_batch", "story_block_size", "copy_block_size", "val_items",
+                     "tool_repeats"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"[sft] {name} must be a positive int, got {value!r}")
@@ -487,7 +489,7 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
 
     items = load_sft("train", sft.data)
     items = (evenly_spaced([i for i in items if "tools" not in i], sft.max_items)
-             + evenly_spaced([i for i in items if "tools" in i], sft.tool_items))
+             + evenly_spaced([i for i in items if "tools" in i], sft.tool_items) * sft.tool_repeats)
     val_items = load_sft("val", sft.data)
     step = max(1, len(val_items) // sft.val_items)
     plain_blocks, tools_blocks = story_mix(tokenizer, sft, config.seed)
@@ -629,7 +631,7 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 - {record['train_samples']:,} training samples ({record['story_blocks']} of them blocks of pretraining
   stories, trained on every token, against forgetting) in {record['train_batches']:,} length-grouped
   batches; {record['train_targets']:,} target tokens per epoch; dropped: {record['dropped'] or 'none'}
-{_synthetic_blocks(record)}- {config['max_steps']} steps ({record['epochs']:.2f} epochs), AdamW lr {config['lr']}, warmup {config['warmup_steps']},
+{_repeats(sft)}{_synthetic_blocks(record)}- {config['max_steps']} steps ({record['epochs']:.2f} epochs), AdamW lr {config['lr']}, warmup {config['warmup_steps']},
   cosine to {config['min_lr_ratio']} x lr, weight decay {config['weight_decay']}, seed {config['seed']},
   method `{sft['method']}`, seq_length {record['model_config']['seq_length']}
 - wall time {record['wall_seconds'] / 60:.1f} min ({record['train_seconds'] / 60:.1f} min of training steps;
@@ -655,6 +657,12 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 | --- | --- |
 {samples}
 """
+
+
+def _repeats(sft: dict[str, Any]) -> str:
+    """The README line on upsampled tool dialogues, empty when each is trained once an epoch."""
+    repeats = sft.get("tool_repeats", 1)
+    return f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n" if repeats > 1 else ""
 
 
 def _synthetic_blocks(record: dict[str, Any]) -> str:

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from glm3_teach.agent import agent_trace, aggregate, ask_turn_item, evaluation_prompt, run_agent, tool_metrics
+from glm3_teach.agent import (agent_trace, aggregate, ask_turn_item, by_intent, evaluation_prompt, run_agent,
+                              tool_metrics)
 from glm3_teach.chat_format import validate_history
 from glm3_teach.paths import data_dir
 from glm3_teach.tokenizer import BPETokenizer
@@ -224,6 +225,9 @@ def test_tool_metrics_count_what_the_model_did():
     assert results[0]["meta"] == items[0]["meta"] and results[0]["reply"] == f"您的订单状态：{status}"
     assert [step["kind"] for step in results[0]["steps"]] == ["call", "observation", "reply"]
     assert aggregate(results) == metrics
+    intents = by_intent(results)
+    assert intents[items[0]["meta"]["intent"]]["items"] == 3 and sum(row["items"] for row in intents.values()) == 5
+    assert [intents[items[0]["meta"]["intent"]][key] for key in ("called", "name_ok", "call_ok", "values_ok")] == [3, 3, 1, 1]
 
 
 def order_ask_item(order_id):
@@ -248,7 +252,11 @@ def test_tool_metrics_score_the_turn_where_the_model_must_ask_first():
                call_reply("check_order", {"order_id": "G7890"}), text_reply("G7890 已发货"),
                call_reply("check_order", {"order_id": "A1111"}), text_reply("…"),  # asked nothing: a made-up id
                text_reply("请告诉我您的订单号。")]                                  # asks for the id
-    metrics = tool_metrics(ScriptedModel(replies), TOK, [order_ask_item("F6789"), order_ask_item("G7890")])
+    metrics = tool_metrics(ScriptedModel(replies), TOK, [order_ask_item("F6789"), order_ask_item("G7890")],
+                           return_results=True)
+    assert by_intent(metrics.pop("results")) == {
+        "order_ask": {"items": 2, "called": 2, "name_ok": 2, "call_ok": 2, "values_ok": 2},
+        "order_ask/ask": {"items": 2, "called": 1, "name_ok": 0, "call_ok": 0, "values_ok": 0}}
     assert metrics["tool_items"] == 2 and metrics["no_tool_items"] == 0 and metrics["argument_exact_match"] == 1.0
     assert metrics["asks_without_calling"] == 1 / 2 and metrics["false_call_rate"] is None
 
@@ -291,3 +299,18 @@ def test_the_base_checkpoint_runs_the_loop_without_crashing():
                         max_new_tokens=24)
     assert isinstance(trace["reply"], str) and trace["steps"]
     validate_history(trace["history"])
+
+
+CHAT = data_dir() / "checkpoints" / "chat"
+
+
+@pytest.mark.skipif(not (CHAT / "config.json").exists(), reason=f"no chat checkpoint in {CHAT}")
+def test_command_line_evenly_spreads_the_items_over_the_intents_and_counts_them_per_intent():
+    result = subprocess.run([sys.executable, "-m", "glm3_teach.agent", "--model", str(CHAT), "--split", "val",
+                             "--max-items", "3", "--evenly"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # the split's first three tool dialogues are all order_status; spread evenly they are three intents
+    assert {"order_status", "order_error", "total"} <= set(report["by_intent"])
+    assert sum(row["items"] for row in report["by_intent"].values()) == 3
+    assert report["tool_items"] + report["no_tool_items"] == 3

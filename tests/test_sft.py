@@ -294,6 +294,26 @@ def test_cli_reports_bad_data_in_one_line_too(tmp_path, capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_tool_repeats_upsamples_the_tool_dialogues_only(monkeypatch):
+    from glm3_teach import dialogues
+    from glm3_teach.sft import SFTConfig, build_data
+    from glm3_teach.train import TrainConfig
+
+    plain = {"conversations": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好！"}]}
+    tool = {"tools": [{"name": "check_order", "description": "查订单", "parameters": {}}],
+            "conversations": [{"role": "user", "content": "订单A1234呢？"}, {"role": "assistant", "content": "好的"}]}
+    monkeypatch.setattr(dialogues, "load_sft", lambda split, folder=None: [plain] * 5 + [tool] * 2)
+    tok = BPETokenizer([])
+    tool_ids = encode_conversation(tool, tok)[0]
+    counts = {}
+    for repeats in (1, 3):
+        samples = build_data(tok, TrainConfig(), SFTConfig(tool_repeats=repeats, val_items=2)).train.dataset.samples
+        counts[repeats] = (len(samples), sum(sample["input_ids"] == tool_ids for sample in samples))
+    assert counts == {1: (7, 2), 3: (11, 6)}   # 5 plain dialogues once, the 2 tool dialogues 1 or 3 times
+    with pytest.raises(ValueError, match=r"tool_repeats must be a positive int, got 0"):
+        SFTConfig(tool_repeats=0)
+
+
 def test_a_shared_prefix_runs_once_and_gives_the_same_loss_and_gradients(tok):
     from glm3_teach.train import batch_loss, build_model
 
