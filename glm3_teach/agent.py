@@ -308,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from glm3_teach.checkpoint import load_pretrained
     from glm3_teach.dialogues import load_sft
-    from glm3_teach.evaluate import subsample
     from glm3_teach.tokenizer import load_tokenizer
 
     parser = argparse.ArgumentParser(prog="python -m glm3_teach.agent", description="tool metrics of a chat checkpoint")
@@ -325,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_pretrained(args.model, dtype=torch.float32), load_tokenizer(args.model)
     items = [item for item in load_sft(args.split, args.data) if item.get("tools")]
-    items = subsample(items, args.max_items) if args.evenly else items[:args.max_items]
+    if args.evenly and args.max_items is not None and args.max_items < len(items):   # evaluate.subsample's spacing
+        items = [items[int(k * len(items) / args.max_items)] for k in range(args.max_items)]
+    items = items[:args.max_items]
     started = time.time()
     metrics = tool_metrics(model, tokenizer, items, progress=True, return_results=True)
     intents = by_intent(metrics.pop("results"))
