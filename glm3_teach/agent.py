@@ -321,12 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.model, "config.json").is_file():
         parser.error(f"{args.model} is not a checkpoint folder (it has no config.json)")
+    if args.max_items is not None and args.max_items < 1:
+        parser.error(f"--max-items must be 1 or more, got {args.max_items}")
     torch.set_num_threads(args.threads)
     model, tokenizer = load_pretrained(args.model, dtype=torch.float32), load_tokenizer(args.model)
     items = [item for item in load_sft(args.split, args.data) if item.get("tools")]
-    if args.evenly and args.max_items is not None and args.max_items < len(items):   # evaluate.subsample's spacing
-        items = [items[int(k * len(items) / args.max_items)] for k in range(args.max_items)]
-    items = items[:args.max_items]
+    count = min(args.max_items or len(items), len(items))
+    # evaluate.subsample's spacing, written out: importing it would be a cycle (evaluate imports this module)
+    items = [items[int(k * len(items) / count)] for k in range(count)] if args.evenly else items[:count]
     started = time.time()
     metrics = tool_metrics(model, tokenizer, items, progress=True, return_results=True)
     intents = by_intent(metrics.pop("results"))

@@ -282,6 +282,14 @@ def test_command_line_refuses_a_missing_checkpoint_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(not (data_dir() / "checkpoints" / "base" / "config.json").exists(), reason="no base checkpoint")
+def test_command_line_refuses_a_count_below_one_instead_of_scoring_a_silently_cut_split():
+    result = subprocess.run([sys.executable, "-m", "glm3_teach.agent", "--model", str(data_dir() / "checkpoints" / "base"),
+                             "--max-items", "-1", "--evenly"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--max-items must be 1 or more, got -1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # --- the real base checkpoint ----------------------------------------------------------------------
 BASE = data_dir() / "checkpoints" / "base"
 
