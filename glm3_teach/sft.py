@@ -365,6 +365,7 @@ class SFTConfig:
     max_items: int | None = None               # plain (tool-free) training dialogues kept, evenly spaced; None = all
     tool_items: int | None = None              # tool dialogues kept, evenly spaced; None = all
     tool_repeats: int = 1                      # times each kept tool dialogue is in an epoch (upsampling)
+    fresh_tool_dialogues: int = 0              # more tool dialogues drawn afresh (dialogues.fresh_tool_items; 0 = none)
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
@@ -374,6 +375,7 @@ class SFTConfig:
     tools_recall_blocks: int = 0               # id-recall blocks (induction.recall_blocks) after the tools message
     recall_cues: list[str] = field(default_factory=lambda: ["order_id='{id}'"])  # what a recall line ends with
     seq_length: int | None = None              # raise the model's seq_length (RoPE table) for long dialogues
+    story_baseline: str | None = None          # measure forgetting against this checkpoint (None = init_from)
     val_items: int = 400                       # validation items for the loss during training
     share_prefix: int = 64                     # run a shared prefix of >= this many ids once per batch (0 = never)
     method: str = "full"                       # "full" | "lora" | "ptuning": the PEFT hook (glm3_teach.peft)
@@ -388,10 +390,13 @@ class SFTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"[sft] {name} must be a positive int, got {value!r}")
-        for name in ("story_blocks", "tools_story_blocks", "copy_blocks", "tools_copy_blocks", "tools_recall_blocks"):
+        for name in ("story_blocks", "tools_story_blocks", "copy_blocks", "tools_copy_blocks", "tools_recall_blocks",
+                     "fresh_tool_dialogues"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
+        if self.story_baseline is not None and not isinstance(self.story_baseline, str):
+            raise ValueError(f"[sft] story_baseline must be a checkpoint folder (a string), got {self.story_baseline!r}")
         cues = self.recall_cues
         if not isinstance(cues, list) or not cues or not all(isinstance(c, str) and c.count("{id}") == 1 for c in cues):
             raise ValueError(f"[sft] recall_cues must be a non-empty list of strings, each with '{{id}}' once "
@@ -483,14 +488,18 @@ def evenly_spaced(items: Sequence[Any], count: int | None) -> list[Any]:
 
 def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     """The ``TrainData`` of an SFT run: length-grouped training batches and validation batches."""
-    from glm3_teach.dialogues import load_sft
+    from glm3_teach.dialogues import conversation_key, fresh_tool_items, load_sft
     from glm3_teach.induction import copy_blocks, recall_blocks
     from glm3_teach.train import TrainData
 
     items = load_sft("train", sft.data)
-    items = (evenly_spaced([i for i in items if "tools" not in i], sft.max_items)
-             + evenly_spaced([i for i in items if "tools" in i], sft.tool_items) * sft.tool_repeats)
     val_items = load_sft("val", sft.data)
+    fresh = []
+    if sft.fresh_tool_dialogues:   # never one of the data's own train or val conversations (held out: other templates)
+        known = {conversation_key(i): None for i in items + val_items}
+        fresh = fresh_tool_items(sft.fresh_tool_dialogues, config.seed, known)
+    items = (evenly_spaced([i for i in items if "tools" not in i], sft.max_items)
+             + evenly_spaced([i for i in items if "tools" in i], sft.tool_items) * sft.tool_repeats + fresh)
     step = max(1, len(val_items) // sft.val_items)
     plain_blocks, tools_blocks = story_mix(tokenizer, sft, config.seed)
     tools = next((item["tools"] for item in items if "tools" in item), None)
@@ -523,11 +532,18 @@ def story_bits(model: torch.nn.Module, tokenizer: Any, max_documents: int = 100)
     return {lang: story_bits_per_byte(model, tokenizer, lang, max_documents) for lang in ("zh", "en")}
 
 
-def story_record(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+def story_baseline_model(model: torch.nn.Module, sft: SFTConfig) -> torch.nn.Module:
+    """The model the record's "before" stories are measured on: ``[sft] story_baseline`` when set (a run
+    that continues another fine-tune measures forgetting from where the chain began), else ``model``."""
+    return load_base(SFTConfig(init_from=sft.story_baseline)) if sft.story_baseline else model
+
+
+def story_record(before: dict[str, float], after: dict[str, float], baseline: str = "") -> dict[str, Any]:
     """The record's forgetting entry: per language, and the mean of the two languages."""
     return {"before": sum(before.values()) / len(before), "after": sum(after.values()) / len(after),
             "per_language": {lang: {"before": before[lang], "after": after[lang]} for lang in before},
-            "how": "glm3_teach.evaluate.story_bits_per_byte(model, tokenizer, lang, 100), mean of zh and en"}
+            "how": "glm3_teach.evaluate.story_bits_per_byte(model, tokenizer, lang, 100), mean of zh and en",
+            **({"baseline": baseline} if baseline else {})}
 
 
 def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str, Any]:
@@ -552,7 +568,7 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
           f"{kinds['tools_copy']} copy blocks and {kinds['tools_recall']} recall blocks after the tools message) in "
           f"{len(data.train):,} batches, {data.train.num_targets:,} targets; dropped {dict(data.train.dataset.dropped)}; "
           f"{len(data.val.dataset):,} validation samples", flush=True)
-    story_before = story_bits(model, tokenizer)
+    story_before = story_bits(story_baseline_model(model, sft), tokenizer)
     history = train(model, data, config, verbose=True)
     if not world_from_env().is_main:   # under torchrun only rank 0 exports, evaluates and writes the record
         return {"history": history}
@@ -575,7 +591,8 @@ def run(config_path: str | Path, note: str = "", command: str = "") -> dict[str,
               "dropped": dict(data.train.dataset.dropped), "val_samples": len(data.val.dataset),
               "epochs": config.max_steps * config.batch_size / len(data.train),
               "final_train_loss": history["loss"][-1] if history["loss"] else None, "final_val": final,
-              "story_bits_per_byte": story_record(story_before, story_after), "samples": samples,
+              "story_bits_per_byte": story_record(story_before, story_after, sft.story_baseline or sft.init_from),
+              "samples": samples,
               "history": history}
     if config.export_dir:
         write_record(record, Path(config.export_dir), history)
@@ -646,7 +663,7 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 | --- | ---: |
 | final training loss (last step) | {record['final_train_loss']:.3f} nats/token |
 | validation loss (assistant tokens of {record['val_samples']} val dialogues) | {record['final_val']['loss']:.3f} nats/token |
-| story bits per byte (validation stories), base model | {before:.4f} |
+| story bits per byte (validation stories), `{record['story_bits_per_byte'].get('baseline', sft['init_from'])}` | {before:.4f} |
 | story bits per byte, this model | {after:.4f} ({(after / before - 1) * 100:+.1f}%) |
 {_per_language_rows(record['story_bits_per_byte'])}
 {evaluation}
@@ -660,9 +677,11 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 
 
 def _repeats(sft: dict[str, Any]) -> str:
-    """The README line on upsampled tool dialogues, empty when each is trained once an epoch."""
-    repeats = sft.get("tool_repeats", 1)
-    return f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n" if repeats > 1 else ""
+    """The README lines on upsampled and freshly drawn tool dialogues, empty when there are neither."""
+    repeats, fresh = sft.get("tool_repeats", 1), sft.get("fresh_tool_dialogues", 0)
+    return ((f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n" if repeats > 1 else "")
+            + (f"- {fresh:,} more tool dialogues drawn afresh from the training templates, with new ids and baskets "
+               f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored)\n" if fresh else ""))
 
 
 def _synthetic_blocks(record: dict[str, Any]) -> str:

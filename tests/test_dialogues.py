@@ -356,3 +356,35 @@ def test_the_command_line_reports_an_unwritable_folder_in_one_line(tmp_path, cap
     assert dialogues.main(["--out", str(blocker / "sft")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write") and "\n" not in err
+
+
+# --- fresh tool dialogues ([sft] fresh_tool_dialogues) --------------------------------------------
+
+
+def test_fresh_tool_items_are_new_training_dialogues_in_the_shares_of_the_data(data):
+    from glm3_teach.dialogues import TOOL_INTENTS, TRAIN_COUNTS, conversation_key, fresh_tool_items
+
+    known = {conversation_key(i): None for i in data["train"] + data["val"]}
+    fresh = fresh_tool_items(580, 0, known)
+    assert len(fresh) == 580 and fresh == fresh_tool_items(580, 0, known)       # the same seed draws the same items
+    keys = [conversation_key(i) for i in fresh]
+    assert len(set(keys)) == 580 and not set(keys) & set(known)               # distinct, and none from data/sft
+    assert all(i["meta"]["split"] == "train" and i["tools"] == dialogues.shop_tool_schemas() for i in fresh)
+    counts = Counter(i["meta"]["intent"] for i in fresh)
+    tool_total = sum(TRAIN_COUNTS[t] for t in TOOL_INTENTS)
+    for intent in TOOL_INTENTS:   # 580 of 2,320: a quarter of each intent's share, within one item per language
+        assert abs(counts[intent] - 580 * TRAIN_COUNTS[intent] / tool_total) <= 2, (intent, counts)
+    templates = {i["meta"]["template"] for i in data["train"]}
+    assert {i["meta"]["template"] for i in fresh} <= templates                 # training templates only
+    for item in fresh:
+        for m in item["conversations"]:
+            if m["role"] == "tool" and m["name"] == "check_order":
+                assert dialogues.order_split(m["parameters"]["order_id"]) == "train", m
+
+
+def test_fresh_tool_items_of_another_seed_are_other_dialogues():
+    from glm3_teach.dialogues import conversation_key, fresh_tool_items
+
+    a = {conversation_key(i) for i in fresh_tool_items(120, 0)}
+    b = {conversation_key(i) for i in fresh_tool_items(120, 1)}
+    assert len(a & b) < 30   # stock and no_tool questions have few forms; ids and baskets differ

@@ -384,3 +384,33 @@ def test_loss_mask_html_colours_targets_and_escapes_text(tok):
     assert page.count("#b7e4b0") == sum(label != X for label in labels) == 4
     assert "&lt;" in page and "&gt;" in page  # the user's "<b>" is shown, never interpreted as HTML
     assert page.count("<span") == len(ids) and "↵" in page
+
+
+def test_fresh_tool_dialogues_join_the_training_set_and_are_checked(monkeypatch):
+    from glm3_teach import dialogues
+    from glm3_teach.sft import SFTConfig, _repeats, build_data
+
+    plain = {"conversations": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好！"}]}
+    monkeypatch.setattr(dialogues, "load_sft", lambda split, folder=None: [plain] * 5)
+    tok = BPETokenizer([])
+    expected = [encode_conversation(i, tok)[0] for i in dialogues.fresh_tool_items(12, 0)]
+    samples = build_data(tok, TrainConfig(), SFTConfig(fresh_tool_dialogues=12, val_items=2,
+                                                      max_length=20_000)).train.dataset.samples  # bytes: long
+    tool_samples = [s["input_ids"] for s in samples if s["input_ids"] != encode_conversation(plain, tok)[0]]
+    assert len(samples) == 17 and sorted(tool_samples) == sorted(expected)   # 5 plain, the 12 drawn by the seed
+    assert "- 12 more tool dialogues drawn afresh" in _repeats({"fresh_tool_dialogues": 12}) and not _repeats({})
+    with pytest.raises(ValueError, match=r"fresh_tool_dialogues must be an int >= 0 \(0 = none\), got -1"):
+        SFTConfig(fresh_tool_dialogues=-1)
+
+
+def test_story_baseline_names_the_model_forgetting_is_measured_against(tmp_path):
+    from glm3_teach.sft import SFTConfig, story_baseline_model, story_record
+
+    model = torch.nn.Linear(2, 2)
+    assert story_baseline_model(model, SFTConfig()) is model      # by default: the model fine-tuning starts from
+    base_long = story_baseline_model(model, SFTConfig(story_baseline="data/checkpoints/base_long"))
+    assert base_long is not model and base_long.config.seq_length == 1536
+    record = story_record({"zh": 0.2, "en": 0.3}, {"zh": 0.22, "en": 0.3}, "data/checkpoints/base_long")
+    assert record["baseline"] == "data/checkpoints/base_long" and record["per_language"]["zh"]["after"] == 0.22
+    with pytest.raises(ValueError, match=r"story_baseline must be a checkpoint folder \(a string\), got 3"):
+        SFTConfig(story_baseline=3)

@@ -27,7 +27,7 @@ from glm3_teach.dialogues.items import (
 )
 from glm3_teach.dialogues.sft_format import SPLITS, sft_dir, validate_item
 from glm3_teach.dialogues.templates import TEMPLATES, is_heldout
-from glm3_teach.dialogues.tool_dialogues import shop_tool_schemas
+from glm3_teach.dialogues.tool_dialogues import TOOL_INTENTS, shop_tool_schemas
 from glm3_teach.dialogues.translation import translation_pairs
 from glm3_teach.stories import COURSE_SEED, LANGS
 
@@ -73,6 +73,24 @@ def generate(seed: int = COURSE_SEED, train_counts: dict | None = None, eval_cou
             random.Random(seed).shuffle(items)
         out[split] = items
     return out
+
+
+def fresh_tool_items(count: int, seed: int, avoid: dict | None = None) -> list[dict]:
+    """``count`` more training tool dialogues, drawn afresh: the training templates with new ids, baskets
+    and openers, in the shares of ``TRAIN_COUNTS``; none equal to a conversation in ``avoid``.
+
+    ``[sft] fresh_tool_dialogues`` mixes them into a run, so the model sees many ids once instead of
+    the same ids many times. They are named ``fresh{seed}`` (not the data's seed), so no stream repeats
+    one of ``data/sft``; they are not written to disk (the same seed draws the same items).
+    """
+    shares = [(intent, lang, TRAIN_COUNTS[intent]) for intent in TOOL_INTENTS for lang in LANGS]
+    total = sum(n for _, _, n in shares)
+    schemas, items = shop_tool_schemas(), []
+    for k, (intent, lang, n) in enumerate(shares):
+        wanted = (count * sum(m for _, _, m in shares[:k + 1])) // total - (count * sum(m for _, _, m in shares[:k])) // total
+        items += make_group(intent, lang, "train", wanted, f"fresh{seed}", None, schemas, avoid or {})
+    random.Random(seed).shuffle(items)
+    return items
 
 
 def dumps_item(item: dict) -> str:
