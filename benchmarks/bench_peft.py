@@ -1,11 +1,11 @@
 """Full fine-tuning vs LoRA vs P-Tuning v2 on the course model: cost and result of the same short run.
 
-Every method starts from ``data/checkpoints/base``, reads the same SFT batches (``configs/chat.toml``'s
+Every method starts from ``data/checkpoints/base``, reads the same SFT batches (``configs/chat_stage1.toml``'s
 data settings, the same seed) for the same number of steps through the package's own pieces
 (``glm3_teach.sft`` data, ``train.batch_loss``, ``train.build_optimizer``), then is graded by
 ``glm3_teach.evaluate`` (lessons 08 and 10). Rows:
 
-- ``full``: every weight trains (lr 1e-3, as ``configs/chat.toml``);
+- ``full``: every weight trains (lr 1e-3: a 20-step run, twice stage 1's 5e-4);
 - ``lora qkv``: r 8, alpha 32 on ``query_key_value`` (lr 5e-3, as ``configs/chat_lora.toml``);
 - ``lora all``: r 8, alpha 32 on the four block Linears (lr 5e-3);
 - ``ptuning N``: P-Tuning v2 with N virtual tokens (lr 2e-2, as ``configs/chat_ptuning.toml``).
@@ -74,7 +74,7 @@ def run_one(name: str, steps: int, eval_items: int, documents: int) -> dict:
 
     torch.set_num_threads(1)
     spec = METHODS[name]
-    config, sft = load_config(ROOT / "configs" / "chat.toml")
+    config, sft = load_config(ROOT / "configs" / "chat_stage1.toml")
     config = dataclasses.replace(config, lr=spec["lr"], max_steps=steps, warmup_steps=min(5, steps),
                                  weight_decay=0.1 if spec["method"] == "full" else 0.0)
     sft = dataclasses.replace(sft, method=spec["method"], lora=spec.get("lora", {}), ptuning=spec.get("ptuning", {}),

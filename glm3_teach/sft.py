@@ -23,8 +23,9 @@ ChatGLM3's ``finetune_chatmodel_demo`` does:
 every token) so the model keeps its stories, and carries ``collate`` (an ``SFTCollator``), which
 ``glm3_teach.train.train`` uses to batch it: right padding with the pad id, labels -100.
 
-``python -m glm3_teach.sft --config configs/chat.toml`` fine-tunes the base checkpoint through
-the same ``train()`` loop as pretraining and exports the chat checkpoint with a README.
+``python -m glm3_teach.sft --config configs/chat_stage1.toml`` fine-tunes the base checkpoint
+through the same ``train()`` loop as pretraining and exports a chat checkpoint with a README;
+``--config configs/chat.toml`` fine-tunes that one further into the shipped ``data/checkpoints/chat``.
 
 What it leaves out: packing several conversations into one row, multi-GPU, and the PEFT
 methods themselves (``glm3_teach.peft``, lesson 10, hooked in through ``method`` in the config).
@@ -623,7 +624,7 @@ def readme_text(record: dict[str, Any]) -> str:
     evaluation = record.get("evaluation_markdown", "(run `python -m glm3_teach.evaluate` for the full table)")
     return f"""# The chat checkpoint (对话模型)
 
-The base checkpoint (`{sft['init_from']}`) fine-tuned on the course's tea-shop conversations
+The checkpoint `{sft['init_from']}` (its own README says how it was made) fine-tuned on the course's tea-shop conversations
 (`{sft['data']}`, ChatGLM3's fine-tuning format, loss on assistant turns only, one-token-shifted
 labels) by `glm3_teach/sft.py` through the same `train()` loop as pretraining. Lesson 08 explains it.
 Hugging Face layout: `config.json`, `model.safetensors` ({config['save_dtype']}), the course tokenizer,
@@ -633,8 +634,8 @@ Hugging Face layout: `config.json`, `model.safetensors` ({config['save_dtype']})
 import torch
 from glm3_teach import load_pretrained, load_tokenizer
 from glm3_teach.chat import chat
-model = load_pretrained("data/checkpoints/chat", dtype=torch.float32)
-tokenizer = load_tokenizer("data/checkpoints/chat")
+model = load_pretrained("{config.get('export_dir', 'data/checkpoints/chat')}", dtype=torch.float32)
+tokenizer = load_tokenizer("{config.get('export_dir', 'data/checkpoints/chat')}")
 print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 ```
 
@@ -665,7 +666,7 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 | validation loss (assistant tokens of {record['val_samples']} val dialogues) | {record['final_val']['loss']:.3f} nats/token |
 | story bits per byte (validation stories), `{record['story_bits_per_byte'].get('baseline', sft['init_from'])}` | {before:.4f} |
 | story bits per byte, this model | {after:.4f} ({(after / before - 1) * 100:+.1f}%) |
-{_per_language_rows(record['story_bits_per_byte'])}
+{_per_language_rows(record['story_bits_per_byte'], record['story_bits_per_byte'].get('baseline', sft['init_from']))}
 {evaluation}
 
 {_known_problems(record)}Greedy replies (`chat(..., do_sample=False)`):
@@ -704,8 +705,8 @@ def _known_problems(record: dict[str, Any]) -> str:
     return "## Known problems\n\n" + "".join(f"- {p}\n" for p in problems) + "\n" if problems else ""
 
 
-def _per_language_rows(story: dict[str, Any]) -> str:
-    rows = [f"| story bits per byte, {lang}: base -> this model | {v['before']:.4f} -> {v['after']:.4f} "
+def _per_language_rows(story: dict[str, Any], baseline: str) -> str:
+    rows = [f"| story bits per byte, {lang}: `{baseline}` -> this model | {v['before']:.4f} -> {v['after']:.4f} "
             f"({(v['after'] / v['before'] - 1) * 100:+.1f}%) |" for lang, v in story.get("per_language", {}).items()]
     return "\n".join(rows) + ("\n" if rows else "")
 

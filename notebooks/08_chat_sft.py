@@ -25,7 +25,8 @@
 # ## 1. Setup
 #
 # Two checkpoints: the **base** model of lesson 06 and the **chat** model this lesson's recipe
-# made from it (`python -m glm3_teach.sft --config configs/chat.toml`). The dialogues live in
+# made from it (`python -m glm3_teach.sft --config configs/chat_stage1.toml`, then `--config
+# configs/chat.toml`). The dialogues live in
 # `data/sft/` (`python -m glm3_teach.dialogues --seed 3 --out data/sft`).
 
 # %% tags=["nbval-ignore-output"]
@@ -280,18 +281,27 @@ assert history["val_loss"][-1] < 0.5 * before
 #
 # ## 7. The shipped chat model
 #
-# Its recipe is `configs/chat.toml`; its README and `training.json` record the command, the
-# machine, the time and the numbers. It starts not from lesson 06's base model itself but from
+# It is made in two stages, each one command with its own recipe, README and `training.json`
+# (the command, the machine, the time and the numbers). Stage 1 (`configs/chat_stage1.toml`,
+# exported to `data/checkpoints/chat_stage1`) starts not from lesson 06's base model itself but from
 # `data/checkpoints/base_long`, the same model after 250 more pretraining steps on blocks of 1,536
 # tokens instead of 256: a tool dialogue of lesson 09 is more than a thousand tokens long, and
-# lesson 09 shows what a model that never read past 256 positions does with it.
+# lesson 09 shows what a model that never read past 256 positions does with it. Stage 1 learns the
+# shop's answers and, on copy blocks, to copy order ids. Stage 2 (`configs/chat.toml`, the shipped
+# `data/checkpoints/chat`) continues it for 400 gentler steps with many more tool dialogues and
+# story blocks (lesson 09 says why); its forgetting is measured against `base_long`, where the chain
+# began.
 
 # %% tags=["nbval-check-output"]
 record = json.loads((CHAT / "training.json").read_text(encoding="utf-8"))
-print(record["command"], "| fine-tuned from", record["sft"]["init_from"])
-assert record["sft"]["init_from"] == "data/checkpoints/base_long"
-print(f"{record['train_samples']:,} samples ({record['story_blocks']} story blocks), {record['config']['max_steps']} steps "
-      f"= {record['epochs']:.2f} epochs, lr {record['config']['lr']}, seq_length {record['model_config']['seq_length']}")
+stage1 = json.loads((data_dir() / "checkpoints" / "chat_stage1" / "training.json").read_text(encoding="utf-8"))
+for name, r in (("stage 1", stage1), ("stage 2", record)):
+    print(f"{name}: {r['command']} | fine-tuned from {r['sft']['init_from']}")
+    print(f"  {r['train_samples']:,} samples ({r['story_blocks']:,} story blocks), {r['config']['max_steps']} steps "
+          f"= {r['epochs']:.2f} epochs, lr {r['config']['lr']}, seq_length {r['model_config']['seq_length']}")
+assert stage1["sft"]["init_from"] == "data/checkpoints/base_long"
+assert record["sft"]["init_from"] == "data/checkpoints/chat_stage1"
+assert record["story_bits_per_byte"]["baseline"] == "data/checkpoints/base_long"
 print(f"story bits per byte: base_long {record['story_bits_per_byte']['before']:.3f} -> "
       f"chat {record['story_bits_per_byte']['after']:.3f}")
 assert chat_model.config.seq_length == record["model_config"]["seq_length"]
@@ -412,7 +422,7 @@ assert stored[("chat", "val", "all")]["fact_accuracy"] > stored[("chat", "heldou
 # ### More phrasings, not more steps
 #
 # The first version of the data had 15 templates per intent and language (12 trained). Four
-# training recipes on it (learning rate, steps, story mix: the table in `configs/chat.toml`) all
+# training recipes on it (learning rate, steps, story mix: the table in `configs/chat_stage1.toml`) all
 # stayed below 70% on held-out phrasings: a higher rate or more steps only memorised the training
 # phrasings better. What helped was the data: ten more templates per intent and language, written
 # to widen the words each intent is asked with ("What street is the shop on?", "包邮要满多少钱？"),
@@ -440,47 +450,64 @@ assert heldout_all["items"] == 480 and heldout_all["fact_accuracy"] >= 0.70
 assert heldout_all["stop_compliance"] >= 0.98 and heldout_all["language_match"] >= 0.98
 assert min(share_right.values()) >= 0.70
 assert abs(share_right["templates 17, 22"] - share_right["templates 2, 7, 12"]) < 0.08
+stage1_rows = json.loads((data_dir() / "checkpoints" / "chat_stage1" / "evaluation.json").read_text(encoding="utf-8"))["rows"]
+stage1_heldout = next(r for r in stage1_rows if (r["model"], r["split"], r["lang"]) == ("chat_stage1", "heldout", "all"))
+print(f"stage 1 alone, held-out: facts {stage1_heldout['fact_accuracy']:.1%}")
+assert abs(stage1_heldout["fact_accuracy"] - 0.767) < 0.001 and heldout_all["fact_accuracy"] > stage1_heldout["fact_accuracy"]
+
 
 # %% [markdown]
 # The course's targets (at least 70% of held-out phrasings, stop and language at least 98%) hold
 # on the whole split, and on both the old and the new held-out templates, within a few points of
 # each other, although the new ones were written later and some deliberately hard
 # ("我下班后过去，你们还开着吗？几点关门？"), which is what a question from a real customer is like
-# (the model fine-tuned from the 256-token base scored 81% on the old ones and 72% on the new). The
-# README also records what this checkpoint does *not* do yet: it trained on every tool dialogue
-# of lesson 09 and copies order ids into its calls, but it does not yet pick the stock tool, write
-# a sum for the calculator, or use the tool's result in its answer (lesson 09 measures why).
+# (the model fine-tuned from the 256-token base scored 81% on the old ones and 72% on the new).
+# Stage 2 raised held-out accuracy a little (stage 1 alone: 76.7% of the 480). The README also
+# records what this checkpoint does *not* do yet: it calls the order tool with the id copied from the
+# question, but it calls a tool for half of the questions that need none, rarely picks the stock
+# tool, seldom writes the right sum for the calculator, and its answers often take items and days
+# from the commonest training answer instead of the tool's result (lesson 09 measures all of it).
 #
 # ### Forgetting
 #
-# Fine-tuning moves every weight; the story knowledge of lesson 06 can erode. The recipe mixes
-# 1,600 blocks of pretraining stories (9% of the trained tokens; most of the rest are lesson 09's
-# copy and recall blocks) into the SFT batches, trained on every token, and the harness measures
-# story bits per byte before and after. On this subsample and on the 100 stories per language of
-# the README:
+# Fine-tuning moves every weight; the story knowledge of lesson 06 can erode. Both stages mix
+# blocks of pretraining stories into the SFT batches, trained on every token, and the harness
+# measures story bits per byte before and after. Stage 1 mixes 1,600 (9% of its trained tokens;
+# most of the rest are lesson 09's copy and recall blocks), stage 2 8,000 (about a quarter of its
+# tokens). On this subsample and on the 100 stories per language of the README:
 
 # %% tags=["nbval-check-output"]
-shipped = record["story_bits_per_byte"]["per_language"]
-story_share = record["story_blocks"] * (record["sft"]["story_block_size"] - 1) / record["train_targets"]
-print(f"{record['story_blocks']} story blocks = {story_share:.0%} of the trained tokens")
-assert record["story_blocks"] == 1600 and 0.07 < story_share < 0.10
+def story_share(r):
+    return r["story_blocks"] * (r["sft"]["story_block_size"] - 1) / r["train_targets"]
+
+
+def rises(r):
+    return {lang: v["after"] / v["before"] - 1 for lang, v in r["story_bits_per_byte"]["per_language"].items()}
+
+
+for name, r in (("stage 1", stage1), ("stage 2", record)):
+    print(f"{name}: {r['story_blocks']:,} story blocks = {story_share(r):.0%} of the trained tokens; stories against "
+          f"base_long: " + ", ".join(f"{lang} {v:+.1%}" for lang, v in rises(r).items()))
+assert stage1["story_blocks"] == 1600 and 0.07 < story_share(stage1) < 0.10
+assert record["story_blocks"] == 8000 and 0.24 < story_share(record) < 0.30
 for lang in ("zh", "en"):
     b, c = score[("base", "stories (val)", lang)]["bits_per_byte"], score[("chat", "stories (val)", lang)]["bits_per_byte"]
-    readme_rise = shipped[lang]["after"] / shipped[lang]["before"] - 1
+    readme_rise = rises(record)[lang]
     print(f"stories {lang}: base {b:.3f} -> chat {c:.3f} bits/byte ({c / b - 1:+.0%}); README, 100 stories: {readme_rise:+.1%}")
     assert abs((c / b - 1) - readme_rise) < 0.15
-rise = {lang: shipped[lang]["after"] / shipped[lang]["before"] - 1 for lang in ("zh", "en")}
-assert rise["zh"] < 0.10 and abs(rise["en"] - 0.105) < 0.005          # English: just past the +10% limit
+assert abs(rises(stage1)["en"] - 0.105) < 0.005 and rises(stage1)["zh"] < 0.10   # stage 1: English just past +10%
+assert abs(rises(record)["zh"] - 0.052) < 0.005 and abs(rises(record)["en"] - 0.027) < 0.005   # stage 2: well inside
 
 # %% [markdown]
-# Chinese stays within the +10% the course allows; English, at +10.5% on the README's 100 stories,
-# is just past it, and the README lists that as a known problem. Forgetting took two remedies
+# Stage 1 alone left English at +10.5% on the README's 100 stories, just past the +10% the course
+# allows; stage 2, with five times as many story blocks in fewer, gentler steps, brings both
+# languages back well inside it (+5.2% and +2.7% against `base_long`). Forgetting took two remedies
 # together in the first recipes. The first (200 story blocks, 11% of the tokens, lr 1e-3, 150
 # steps) raised the stories' bits per byte by 30% (zh) and 45% (en); 800 blocks at lr 5e-4 still
 # by 10% and 13%; 1,600 blocks at lr 3e-4 by 2% and 5%, at the price of a few points of held-out
-# accuracy. The shipped recipe trains longer and harder (1,400 steps at lr 5e-4: copying, lesson
-# 09, needs it), which costs more of the stories. A run with 2,400 story blocks (and a change to
-# the recall blocks) stayed inside the limit but called tools far worse (the runs are tabulated in `configs/chat.toml`). The big
+# accuracy. Stage 1 trains longer and harder (1,400 steps at lr 5e-4: copying, lesson 09, needs
+# it), which costs more of the stories; a stage-1 run with 2,400 story blocks stayed inside the
+# limit but called tools far worse (the runs are tabulated in `configs/chat_stage1.toml`). The big
 # models use the same remedies: pretraining text in the mix and a low learning rate; or training
 # far fewer weights (lesson 10's LoRA and P-Tuning keep the base weights frozen).
 

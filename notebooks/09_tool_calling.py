@@ -562,8 +562,9 @@ assert base_right <= len(rows) // 5
 # %% [markdown]
 # ## 10. The shipped chat model as an agent
 #
-# The shipped chat model (`data/checkpoints/chat`, lesson 08's command `python -m glm3_teach.sft
-# --config configs/chat.toml`, trained on the dialogues of section 7) now plays the assistant in
+# The shipped chat model (`data/checkpoints/chat`, lesson 08's two commands, `python -m
+# glm3_teach.sft --config configs/chat_stage1.toml` and then `--config configs/chat.toml`, trained
+# on the dialogues of section 7 and on more drawn from the same templates) now plays the assistant in
 # the same loop. Its `seq_length` leaves room for the thousand-token system message. Three
 # **held-out** questions: phrasings it never saw, and an order id it never saw.
 
@@ -624,7 +625,8 @@ assert metrics["tool_items"] == 10 and metrics["no_tool_items"] == 2
 right_calls = collections.Counter(r["intent"] for r in results if r.get("call_ok"))
 print("exactly right calls, by intent:", dict(right_calls))
 assert metrics["parse_rate"] == 1.0 and sum(right_calls.values()) >= 3
-assert set(right_calls) <= {"order_status", "order_ask", "order_error"}      # only order calls come out right
+assert all(right_calls[i] == 2 for i in ("order_status", "order_ask", "order_error"))   # every order call right
+assert right_calls["stock"] == 0 and right_calls["total"] <= 1                           # the other tools barely
 
 
 # %% [markdown]
@@ -688,7 +690,7 @@ print("the format is learned, and the id is copied: its tokens cost far less, on
 # Both kinds cost, on average, a fraction of a nat per token: the model has learned *how* to write
 # a call, and it copies the id from the question. That is not a given. A uniform guess among the
 # ten digits costs ln 10 = 2.30 nats; the course's first chat models, fine-tuned on the same tool dialogues,
-# paid about that or more for every character of a new id (`configs/chat.toml` records their
+# paid about that or more for every character of a new id (`configs/chat_stage1.toml` records their
 # figures) and, greedy, wrote a plausible id of their own, a capital letter and four digits as in
 # training: the right tool, the wrong order. Copying a span from earlier in the context is the job
 # of *induction heads*, which small models learn from text that repeats itself; lesson 06 already
@@ -759,7 +761,7 @@ print("base_long pays as much for the second copy as for the first; the chat mod
 # The chat model copies: its second copy costs a small fraction of the first. Fine-tuning on the
 # dialogues alone did not do that. The course's first chat models were trained on the same tool
 # dialogues and paid as much for the second copy as for the first; they wrote the format of a call
-# perfectly and an order id of their own (`configs/chat.toml` records those runs, f and g, and the
+# perfectly and an order id of their own (`configs/chat_stage1.toml` records those runs, f and g, and the
 # probe runs h to k that followed, with their figures). What grew the circuit is text in which
 # copying is the *only* way to predict the next token, mixed into fine-tuning by the recipe
 # (`[sft] copy_blocks`, `tools_copy_blocks`, `tools_recall_blocks`). Two kinds of line, made by
@@ -795,7 +797,7 @@ print("recall:", show_block(recall_ids, recall_targets))
 # In training, a third of the copy blocks and all recall blocks come after the tools system
 # message (`tools_copy_blocks`, `tools_recall_blocks`): a model that copies in a short text may
 # still not copy 1,040 tokens in, where its first layers look at the tools message rather than at
-# the previous token, and the probe runs in `configs/chat.toml` found exactly that. Induction
+# the previous token, and the probe runs in `configs/chat_stage1.toml` found exactly that. Induction
 # heads appear suddenly: in a probe run the loss on the second copies stayed flat for hundreds of
 # steps and then fell within far fewer, the "phase change" Olsson et al. (2022) describe.
 #
@@ -883,8 +885,8 @@ for name, history in contexts.items():
 # %% tags=["nbval-check-output"]
 assert right["alone"] >= 10 and 3 <= right["after ~1,000 tokens of stories"] < right["alone"], right
 tools_first = "after the tools system message"
-assert len(calls[tools_first]) >= 0.5 * len(plain) and not calls["alone"], calls
-assert right[tools_first] <= 2 and 2 * asks[tools_first] > len(plain) - len(calls[tools_first]), (right, asks)
+assert right[tools_first] <= 3 and calls[tools_first] and asks[tools_first] and not calls["alone"], (right, calls, asks)
+assert right[tools_first] + len(calls[tools_first]) + asks[tools_first] < len(plain)   # and some answer wrongly
 assert set(calls[tools_first]) <= {"check_order", "calculate"}, calls
 tool_counts = collections.Counter(i["meta"]["expect_tool"]["name"] for i in train if i["meta"].get("expect_tool"))
 print("tools the training dialogues call:", dict(tool_counts.most_common()))
@@ -899,31 +901,69 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 
 
 # %% [markdown]
-# Alone the model answers nearly all of them. After a thousand tokens of stories it now answers
-# some (the first edition's model answered none): reading far back works, but a system message of
+# Alone the model answers nearly all of them. After a thousand tokens of stories it answers about
+# half (the first edition's model answered none): reading far back works, but a system message of
 # stories is nothing the model was fine-tuned on, and it sometimes continues the story instead.
-# After the tools message it answers almost none: it calls a tool for more than half of these
-# plain questions and asks for an order id for most of the rest. That is the false-call rate of
-# section 10. With the tools in front the model has learned "call" (here `check_order` and
-# `calculate`, the tools of most training dialogues), although about a fifth of the tool
-# dialogues it trained on need no tool.
+# After the tools message it answers almost none, and not because it cannot read that far: it
+# calls a tool for a few of these plain price questions, asks for an order id for others, and
+# answers the rest with a wrong price or another intent's answer. With the tools in front the
+# question's *content* matters less than the habit of the tool dialogues (`check_order` and
+# `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
+# trained on need no tool. That is the false-call rate of section 10.
 #
-# Where the shipped model stands, then (the full table is in `data/checkpoints/chat/README.md`,
-# "Known problems"):
+# ### Two stages
+#
+# The shipped model is made in two stages (lesson 08). Stage 1 (`configs/chat_stage1.toml`, 1,400
+# steps from `base_long`) spends three quarters of its steps on the copy and recall blocks: that
+# is where the copying above comes from. But its tool dialogues were only about 100 of those
+# steps, and it called tools badly even on dialogues it trained on. Stage 2 (`configs/chat.toml`)
+# continues it for 400 gentler steps (lr 3e-4) on the same mix plus 9,280 tool dialogues drawn
+# afresh from the training templates (new ids, baskets and stock figures: `[sft]
+# fresh_tool_dialogues`) and five times as many story blocks, so it forgets less than stage 1
+# did. Both checkpoints were graded by the same command on the same 60 held-out tool dialogues
+# (their `evaluation.json`):
+
+# %% tags=["nbval-check-output"]
+def heldout_tools(folder):
+    rows = json.loads((data_dir() / "checkpoints" / folder / "evaluation.json").read_text(encoding="utf-8"))["rows"]
+    return next(r for r in rows if r["split"] == "heldout tools" and r["model"] != "base")
+
+
+stages = {"stage 1 (chat_stage1)": heldout_tools("chat_stage1"), "stage 2 (chat, shipped)": heldout_tools("chat")}
+columns = ["tool_name_accuracy", "argument_exact_match", "false_call_rate", "asks_without_calling", "observation_in_answer"]
+print(f"{'':24}" + "".join(f"{c.replace('_', ' '):>23}" for c in columns))
+for name, row in stages.items():
+    print(f"{name:24}" + "".join(f"{row[c]:23.0%}" for c in columns))
+one, two = stages.values()
+assert one["tool_items"] == two["tool_items"] == 50 and one["no_tool_items"] == two["no_tool_items"] == 10
+for column, (a, b) in {"tool_name_accuracy": (0.72, 0.82), "argument_exact_match": (0.38, 0.62),
+                       "false_call_rate": (0.80, 0.50), "asks_without_calling": (0.30, 1.00),
+                       "observation_in_answer": (0.061, 0.388)}.items():
+    assert abs(one[column] - a) < 0.01 and abs(two[column] - b) < 0.01, (column, one[column], two[column])
+
+
+# %% [markdown]
+# Stage 2 is better on every tool figure, and still far from the targets (at least 85% exact
+# calls, at most 5% false calls, at least 85% of answers using the observation). Where the shipped
+# model stands, then (the full table and the per-intent counts are in
+# `data/checkpoints/chat/README.md`, "Known problems"):
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
-#   rate 100%), and copying an order id it has never seen from the question into the call (the
-#   teacher-forced losses and the repeated strings above). The course's first chat models could
-#   do none of the last.
-# - **Not yet**: choosing `check_stock` (it calls another tool for stock questions), writing a
-#   calculator expression from the question's amounts, not calling when no tool is needed, and
-#   using the observation's values in the answer (after a correct call it mostly writes the
-#   commonest training answer, with the wrong letter of the id). All of these are reading the
-#   *content* of the question or of the observation once the tools are in front, not copying it,
-#   and a model of five million parameters trained on 1.6 M tokens of stories about a small world
-#   has little to read with. `configs/chat.toml` records each run that got here and what it
-#   changed, including a run whose recall blocks also ended the way answers name an order, which
-#   did worse; a larger model, trained on ordinary text, learns these skills anyway. The exercises
-#   below take the first steps.
+#   rate 100%), copying an order id it has never seen from the question into the call (the
+#   teacher-forced losses and the repeated strings above), asking for the id when the customer did
+#   not give one, and calling `check_order` for every held-out order question. The course's first
+#   chat models could do none of the copying.
+# - **Not yet**: choosing `check_stock` (stock questions mostly get another tool, or no call and
+#   a brewing answer), writing a calculator expression from the question's amounts (it writes the
+#   commonest training amounts and prices instead), not calling when no tool is needed, and using
+#   the observation's values in the answer (after a correct call it often writes the items and
+#   days of the commonest training answer, and sometimes the wrong letter of the id). All of these
+#   are reading the *content* of the question or of the observation once the tools are in front,
+#   not copying it, and they fail on the model's own training dialogues too (the README's third
+#   known problem): a model of five million parameters trained on 1.6 M tokens of stories about a
+#   small world has little to read with. `configs/chat_stage1.toml` and `configs/chat.toml` record
+#   each run that got here and what it changed (more fresh tool dialogues, run p, did not help); a
+#   larger model, trained on ordinary text, learns these skills anyway. The exercises below take
+#   the first steps.
 
 # %% [markdown]
 # ## Exercises

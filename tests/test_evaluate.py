@@ -163,7 +163,7 @@ def test_the_table_goes_into_a_checkpoints_record_and_readme(tmp_path):
     record = {"command": "python -m glm3_teach.sft --config configs/chat.toml", "config_file": "configs/chat.toml",
               "sft": {"init_from": "data/checkpoints/base", "data": "data/sft", "method": "full"},
               "config": {"save_dtype": "bfloat16", "max_steps": 10, "lr": 1e-3, "warmup_steps": 2, "min_lr_ratio": 0.1,
-                         "weight_decay": 0.1, "seed": 0},
+                         "weight_decay": 0.1, "seed": 0, "export_dir": "runs/chat_x"},
               "machine": {"cpu_count": 2, "torch_threads": 1, "torch": "2", "python": "3.11", "load_average_at_start": [1.0]},
               "model_config": {"seq_length": 1536}, "note": "", "wall_seconds": 60.0, "train_seconds": 50.0,
               "train_samples": 10, "story_blocks": 2, "train_batches": 3, "train_targets": 99, "dropped": {},
@@ -176,7 +176,8 @@ def test_the_table_goes_into_a_checkpoints_record_and_readme(tmp_path):
                                     "replies": []}, "| model |\n| --- |\n| x |")
     readme = (tmp_path / "README.md").read_text(encoding="utf-8")
     assert "| x |" in readme and "python -m glm3_teach.evaluate --model x" in readme and "+5.0%" in readme
-    assert "zh: base -> this model | 1.0000 -> 1.1000 (+10.0%)" in readme and "| 你好 | 您好！ |" in readme
+    assert "zh: `data/checkpoints/base` -> this model | 1.0000 -> 1.1000 (+10.0%)" in readme
+    assert "| 你好 | 您好！ |" in readme and 'load_pretrained("runs/chat_x"' in readme
     assert json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))["rows"] == [{"minutes": 1.5}]
 
 
