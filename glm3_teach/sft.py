@@ -715,11 +715,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glm3_teach.sft", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a TOML file: TrainConfig keys plus an [sft] table")
     parser.add_argument("--note", default="", help="a remark stored in training.json and the README")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a trained model already in the export folder (such as the shipped one)")
     args = parser.parse_args(argv)
     command = "python -m glm3_teach.sft " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     def train_and_report() -> int:
-        load_config(args.config)   # a bad config fails here, before any model is loaded
+        from glm3_teach.train import check_export_folder
+
+        config, _ = load_config(args.config)   # a bad config fails here, before any model is loaded
+        if config.export_dir:                   # and so does a run that would replace a trained model
+            check_export_folder(config, args.force, resume=False)
         record = run(args.config, args.note, command)
         if "samples" in record:   # not on a rank other than 0 of a torchrun launch
             print(json.dumps({k: record[k] for k in ("wall_seconds", "final_train_loss", "final_val",

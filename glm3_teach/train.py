@@ -136,7 +136,7 @@ def _with_overrides(config: TrainConfig, args: argparse.Namespace) -> tuple[Trai
     return (dataclasses.replace(config, **changes) if changes else config), notes
 
 
-def _check_export_folder(config: TrainConfig, force: bool, resume: bool) -> None:
+def check_export_folder(config: TrainConfig, force: bool, resume: bool) -> None:
     """Refuse to replace a trained model (the shipped one, an earlier run's) unless ``--force``.
 
     With ``--resume``, a model without its ``training.json`` is the export this very run was
@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     """The command line's work: check everything, train (or resume), export, record (rank 0)."""
     config, notes = _with_overrides(TrainConfig.from_file(args.config), args)
     if config.export_dir:
-        _check_export_folder(config, args.force, args.resume)
+        check_export_folder(config, args.force, args.resume)
     for note in notes:
         print(note, file=sys.stderr, flush=True)
     if config.num_threads:

@@ -26,7 +26,7 @@
 #
 # Two checkpoints: the **base** model of lesson 06 and the **chat** model this lesson's recipe
 # made from it (`python -m glm3_teach.sft --config configs/chat_stage1.toml`, then `--config
-# configs/chat.toml`). The dialogues live in
+# configs/chat.toml`; add `--force` to replace the shipped checkpoints). The dialogues live in
 # `data/sft/` (`python -m glm3_teach.dialogues --seed 3 --out data/sft`).
 
 # %% tags=["nbval-ignore-output"]

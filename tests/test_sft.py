@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from glm3_teach.chatglm3_tokenizer import TOKENIZER_ENV_VAR, ChatGLM3Tokenizer
-from glm3_teach.paths import find_reference_file
+from glm3_teach.paths import data_dir, find_reference_file
 from glm3_teach.sft import (
     IGNORE_INDEX,
     TOOL_PROMPT,
@@ -292,6 +292,28 @@ def test_cli_reports_bad_data_in_one_line_too(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "tools_recall_blocks = 2 needs tool dialogues" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_refuses_to_replace_a_trained_model_without_force(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from glm3_teach import sft
+
+    trained = tmp_path / "chat"
+    trained.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(data_dir() / "checkpoints" / "base" / name, trained / name)
+    config = tmp_path / "stage2.toml"
+    config.write_text(f'max_steps = 1\nwarmup_steps = 0\nexport_dir = "{trained.as_posix()}"\n'
+                      '[sft]\ninit_from = "data/checkpoints/base"\n', encoding="utf-8")
+    monkeypatch.setattr(sft, "run", lambda *a, **k: pytest.fail("trained although the export folder holds a model"))
+    with pytest.raises(SystemExit) as stopped:
+        sft.main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "already holds a trained model" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setattr(sft, "run", lambda *a, **k: {"ran": True})   # with --force the run goes ahead
+    assert sft.main(["--config", str(config), "--force"]) == 0
 
 
 def test_tool_repeats_upsamples_the_tool_dialogues_only(monkeypatch):
