@@ -43,8 +43,8 @@ from typing import Any
 
 import torch
 
-from glm3_teach.checkpoint import (check_replaceable, is_model_checkpoint, load_pretrained, recover_folder,
-                                   save_pretrained)
+from glm3_teach.checkpoint import (adapter_kind, check_replaceable, is_model_checkpoint, load_pretrained,
+                                   recover_folder, save_pretrained)
 from glm3_teach.data import unigram_entropy
 from glm3_teach.device import pick_device
 from glm3_teach.distributed import World, destroy_distributed, init_distributed, local_device, world_from_env
@@ -136,15 +136,20 @@ def _with_overrides(config: TrainConfig, args: argparse.Namespace) -> tuple[Trai
     return (dataclasses.replace(config, **changes) if changes else config), notes
 
 
+def _trained_model(folder: Path) -> bool:
+    """A model checkpoint, or a LoRA / P-Tuning adapter folder (``python -m glm3_teach.sft`` writes both)."""
+    return is_model_checkpoint(folder) or adapter_kind(folder) is not None
+
+
 def check_export_folder(config: TrainConfig, force: bool, resume: bool) -> None:
-    """Refuse to replace a trained model (the shipped one, an earlier run's) unless ``--force``.
+    """Refuse to replace a trained model (the shipped one, an earlier run's, an adapter) unless ``--force``.
 
     With ``--resume``, a model without its ``training.json`` is the export this very run was
     writing when it was stopped, so finishing it replaces nothing that was complete.
     """
     folder = recover_folder(Path(config.export_dir))
-    if force or not is_model_checkpoint(folder) or (resume and not (folder / "training.json").is_file()):
-        check_replaceable(folder)
+    if force or not _trained_model(folder) or (resume and not (folder / "training.json").is_file()):
+        check_replaceable(folder, _trained_model, "checkpoint or adapter folder")
         return
     raise FileExistsError(f"{folder} already holds a trained model, which this run would replace; pass --force to "
                           f"replace it, or choose another folder with --export-dir")

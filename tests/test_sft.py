@@ -316,6 +316,28 @@ def test_cli_refuses_to_replace_a_trained_model_without_force(tmp_path, capsys, 
     assert sft.main(["--config", str(config), "--force"]) == 0
 
 
+def test_cli_refuses_to_replace_a_trained_lora_adapter_without_force(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from glm3_teach import sft
+
+    adapter = tmp_path / "chat_lora"
+    adapter.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(data_dir() / "checkpoints" / "chat_lora" / name, adapter / name)
+    config = tmp_path / "lora.toml"
+    config.write_text(f'max_steps = 1\nwarmup_steps = 0\nexport_dir = "{adapter.as_posix()}"\n'
+                      '[sft]\ninit_from = "data/checkpoints/base"\nmethod = "lora"\n', encoding="utf-8")
+    monkeypatch.setattr(sft, "run", lambda *a, **k: pytest.fail("trained although the export folder holds an adapter"))
+    with pytest.raises(SystemExit) as stopped:
+        sft.main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "already holds a trained model" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.setattr(sft, "run", lambda *a, **k: {"ran": True})   # --force may replace an adapter folder
+    assert sft.main(["--config", str(config), "--force"]) == 0
+
+
 def test_tool_repeats_upsamples_the_tool_dialogues_only(monkeypatch):
     from glm3_teach import dialogues
     from glm3_teach.sft import SFTConfig, build_data
