@@ -294,47 +294,29 @@ def test_cli_reports_bad_data_in_one_line_too(tmp_path, capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_cli_refuses_to_replace_a_trained_model_without_force(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("shipped, files, method", [
+    ("base", ("config.json", "model.safetensors"), "full"),                       # a model checkpoint
+    ("chat_lora", ("adapter_config.json", "adapter_model.safetensors"), "lora"),  # a LoRA adapter folder
+])
+def test_cli_refuses_to_replace_a_trained_model_without_force(tmp_path, capsys, monkeypatch, shipped, files, method):
     import shutil
 
     from glm3_teach import sft
 
-    trained = tmp_path / "chat"
+    trained = tmp_path / shipped
     trained.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(data_dir() / "checkpoints" / "base" / name, trained / name)
-    config = tmp_path / "stage2.toml"
+    for name in files:
+        shutil.copy(data_dir() / "checkpoints" / shipped / name, trained / name)
+    config = tmp_path / "run.toml"
     config.write_text(f'max_steps = 1\nwarmup_steps = 0\nexport_dir = "{trained.as_posix()}"\n'
-                      '[sft]\ninit_from = "data/checkpoints/base"\n', encoding="utf-8")
-    monkeypatch.setattr(sft, "run", lambda *a, **k: pytest.fail("trained although the export folder holds a model"))
+                      f'[sft]\ninit_from = "data/checkpoints/base"\nmethod = "{method}"\n', encoding="utf-8")
+    monkeypatch.setattr(sft, "run", lambda *a, **k: pytest.fail(f"trained although {shipped}'s files are there"))
     with pytest.raises(SystemExit) as stopped:
         sft.main(["--config", str(config)])
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "already holds a trained model" in err and "--force" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     monkeypatch.setattr(sft, "run", lambda *a, **k: {"ran": True})   # with --force the run goes ahead
-    assert sft.main(["--config", str(config), "--force"]) == 0
-
-
-def test_cli_refuses_to_replace_a_trained_lora_adapter_without_force(tmp_path, capsys, monkeypatch):
-    import shutil
-
-    from glm3_teach import sft
-
-    adapter = tmp_path / "chat_lora"
-    adapter.mkdir()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        shutil.copy(data_dir() / "checkpoints" / "chat_lora" / name, adapter / name)
-    config = tmp_path / "lora.toml"
-    config.write_text(f'max_steps = 1\nwarmup_steps = 0\nexport_dir = "{adapter.as_posix()}"\n'
-                      '[sft]\ninit_from = "data/checkpoints/base"\nmethod = "lora"\n', encoding="utf-8")
-    monkeypatch.setattr(sft, "run", lambda *a, **k: pytest.fail("trained although the export folder holds an adapter"))
-    with pytest.raises(SystemExit) as stopped:
-        sft.main(["--config", str(config)])
-    err = capsys.readouterr().err
-    assert stopped.value.code == 2 and "already holds a trained model" in err and "--force" in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    monkeypatch.setattr(sft, "run", lambda *a, **k: {"ran": True})   # --force may replace an adapter folder
     assert sft.main(["--config", str(config), "--force"]) == 0
 
 
