@@ -25,7 +25,8 @@ every token) so the model keeps its stories, and carries ``collate`` (an ``SFTCo
 
 ``python -m glm3_teach.sft --config configs/chat_stage1.toml`` fine-tunes the base checkpoint
 through the same ``train()`` loop as pretraining and exports a chat checkpoint with a README;
-``--config configs/chat.toml`` fine-tunes that one further into the shipped ``data/checkpoints/chat``.
+``--config configs/chat_stage2.toml`` and then ``--config configs/chat.toml`` fine-tune it further,
+each from the one before, into the shipped ``data/checkpoints/chat``.
 
 What it leaves out: packing several conversations into one row, multi-GPU, and the PEFT
 methods themselves (``glm3_teach.peft``, lesson 10, hooked in through ``method`` in the config).
@@ -367,6 +368,7 @@ class SFTConfig:
     tool_items: int | None = None              # tool dialogues kept, evenly spaced; None = all
     tool_repeats: int = 1                      # times each kept tool dialogue is in an epoch (upsampling)
     fresh_tool_dialogues: int = 0              # more tool dialogues drawn afresh (dialogues.fresh_tool_items; 0 = none)
+    fresh_tool_weights: dict[str, float] = field(default_factory=dict)  # their shares: intent -> x TRAIN_COUNTS
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
@@ -396,6 +398,12 @@ class SFTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
+        weights = self.fresh_tool_weights
+        from glm3_teach.dialogues.tool_dialogues import TOOL_INTENTS
+        if not isinstance(weights, dict) or not set(weights) <= set(TOOL_INTENTS) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
+            raise ValueError(f"[sft] fresh_tool_weights must map tool intents ({', '.join(TOOL_INTENTS)}) to numbers "
+                             f">= 0 (e.g. {{stock = 2}}), got {weights!r}")
         if self.story_baseline is not None and not isinstance(self.story_baseline, str):
             raise ValueError(f"[sft] story_baseline must be a checkpoint folder (a string), got {self.story_baseline!r}")
         cues = self.recall_cues
@@ -498,7 +506,7 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     fresh = []
     if sft.fresh_tool_dialogues:   # never one of the data's own train or val conversations (held out: other templates)
         known = {conversation_key(i): None for i in items + val_items}
-        fresh = fresh_tool_items(sft.fresh_tool_dialogues, config.seed, known)
+        fresh = fresh_tool_items(sft.fresh_tool_dialogues, config.seed, known, sft.fresh_tool_weights)
     items = (evenly_spaced([i for i in items if "tools" not in i], sft.max_items)
              + evenly_spaced([i for i in items if "tools" in i], sft.tool_items) * sft.tool_repeats + fresh)
     step = max(1, len(val_items) // sft.val_items)
@@ -682,7 +690,13 @@ def _repeats(sft: dict[str, Any]) -> str:
     repeats, fresh = sft.get("tool_repeats", 1), sft.get("fresh_tool_dialogues", 0)
     return ((f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n" if repeats > 1 else "")
             + (f"- {fresh:,} more tool dialogues drawn afresh from the training templates, with new ids and baskets "
-               f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored)\n" if fresh else ""))
+               f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored)"
+               + (f", intents weighted {_weights(sft['fresh_tool_weights'])} (`fresh_tool_weights`)"
+                  if sft.get("fresh_tool_weights") else "") + "\n" if fresh else ""))
+
+
+def _weights(weights: dict[str, float]) -> str:
+    return ", ".join(f"{intent} x{weight:g}" for intent, weight in weights.items())
 
 
 def _synthetic_blocks(record: dict[str, Any]) -> str:

@@ -562,8 +562,9 @@ assert base_right <= len(rows) // 5
 # %% [markdown]
 # ## 10. The shipped chat model as an agent
 #
-# The shipped chat model (`data/checkpoints/chat`, lesson 08's two commands, `python -m
-# glm3_teach.sft --config configs/chat_stage1.toml` and then `--config configs/chat.toml`, trained
+# The shipped chat model (`data/checkpoints/chat`, lesson 08's three commands, `python -m
+# glm3_teach.sft --config configs/chat_stage1.toml`, then `--config configs/chat_stage2.toml` and
+# `--config configs/chat.toml`, trained
 # on the dialogues of section 7 and on more drawn from the same templates) now plays the assistant in
 # the same loop. Its `seq_length` leaves room for the thousand-token system message. Three
 # **held-out** questions: phrasings it never saw, and an order id it never saw.
@@ -626,7 +627,7 @@ right_calls = collections.Counter(r["intent"] for r in results if r.get("call_ok
 print("exactly right calls, by intent:", dict(right_calls))
 assert metrics["parse_rate"] == 1.0 and sum(right_calls.values()) >= 3
 assert all(right_calls[i] == 2 for i in ("order_status", "order_ask", "order_error"))   # every order call right
-assert right_calls["stock"] == 0 and right_calls["total"] <= 1                           # the other tools barely
+assert right_calls["stock"] <= 1 and right_calls["total"] == 0         # one stock question in two at best, no sum
 
 
 # %% [markdown]
@@ -729,11 +730,11 @@ def repeat_losses(model, tokenizer, count=20, length=16, seed=0):
     return sum(first) / count, sum(second) / count
 
 
-repeats = {"base_long": repeat_losses(load_pretrained(data_dir() / "checkpoints" / "base_long",
-                                                      dtype=torch.float32), chat_tok),
-           "chat": repeat_losses(chat_model, chat_tok)}
+repeats = {name: repeat_losses(load_pretrained(data_dir() / "checkpoints" / name, dtype=torch.float32), chat_tok)
+           for name in ("base_long", "chat_stage2")}
+repeats["chat"] = repeat_losses(chat_model, chat_tok)
 for name, (first, second) in repeats.items():
-    print(f"{name:9}  first copy {first:5.2f} nats/token   second copy {second:5.2f} nats/token")
+    print(f"{name:11}  first copy {first:5.2f} nats/token   second copy {second:5.2f} nats/token")
 
 # %% [markdown]
 # The package keeps this test as `glm3_teach.induction.repeat_losses`; yours should give the
@@ -747,9 +748,11 @@ result = check_value("repeat_losses", repeats["chat"], induction.repeat_losses(c
 
 # %% tags=["nbval-check-output"]
 (base_first, base_second), (chat_first, chat_second) = repeats["base_long"], repeats["chat"]
+stage2_first, stage2_second = repeats["chat_stage2"]
 assert base_first > 2 * math.log(34) and base_second > 0.9 * base_first, repeats   # base_long: no easier the 2nd time
-assert chat_second < 0.1 * chat_first, repeats                                       # chat: the 2nd copy is nearly free
-print("base_long pays as much for the second copy as for the first; the chat model copies it")
+assert stage2_second < 0.03 * stage2_first, repeats                                  # stage 2: the 2nd copy nearly free
+assert abs(chat_second / chat_first - 0.13) < 0.02, repeats                          # stage 3: still cheap, less so
+print("base_long pays as much for the second copy as for the first; the chat models copy it")
 
 # %% [markdown]
 # The base model does not copy at all: the second copy costs as much as the first (and both more
@@ -758,10 +761,12 @@ print("base_long pays as much for the second copy as for the first; the chat mod
 # dozen names and places, all of which it can simply memorise, so the induction circuit never
 # formed. An order id never seen in training is exactly what memorising cannot give.
 #
-# The chat model copies: its second copy costs a small fraction of the first. Fine-tuning on the
-# dialogues alone did not do that. The course's first chat models were trained on the same tool
-# dialogues and paid as much for the second copy as for the first; they wrote the format of a call
-# perfectly and an order id of their own (`configs/chat_stage1.toml` records those runs, f and g, and the
+# The chat models copy: the second copy costs a small fraction of the first, about 2% for stage 2,
+# which trained on copy blocks to its last step, and about 13% for the shipped stage 3, whose 400
+# steps had none (the circuit stays, a little blunter; the ids of its tool calls are still copied
+# right, section 10). Fine-tuning on the dialogues alone did not do that. The course's first chat
+# models were trained on the same tool dialogues and paid as much for the second copy as for the
+# first; they wrote the format of a call perfectly and an order id of their own (`configs/chat_stage1.toml` records those runs, f and g, and the
 # probe runs h to k that followed, with their figures). What grew the circuit is text in which
 # copying is the *only* way to predict the next token, mixed into fine-tuning by the recipe
 # (`[sft] copy_blocks`, `tools_copy_blocks`, `tools_recall_blocks`). Two kinds of line, made by
@@ -872,22 +877,28 @@ for document in load_corpus("train"):
     filler += document
 contexts = {"alone": [], "after ~1,000 tokens of stories": [{"role": "system", "content": filler}],
             "after the tools system message": [tools_system_message(SHOP_TOOLS)]}
+stage2_model = load_pretrained(data_dir() / "checkpoints" / "chat_stage2", dtype=torch.float32)
 right, calls, asks = {}, {}, {}
-for name, history in contexts.items():
-    replies = [chat(chat_model, chat_tok, i["conversations"][0]["content"], history=list(history), do_sample=False,
-                    max_new_tokens=40)[0] for i in plain]
-    right[name] = sum(isinstance(r, str) and all(e in r for e in i["meta"]["expect"]) for r, i in zip(replies, plain))
-    calls[name] = [r["name"] for r in replies if isinstance(r, dict)]       # a tool call instead of an answer
-    asks[name] = sum(isinstance(r, str) and ("订单号" in r or "order number" in r) for r in replies)   # "your id?"
-    print(f"{name:32} {right[name]:2d}/{len(plain)} right, {len(calls[name]):2d} tool calls, {asks[name]:2d} ask for an "
-          f"order id   e.g. {str(replies[0])[:40]!r}")
+for model_name, model in (("chat_stage2", stage2_model), ("chat", chat_model)):
+    print(model_name)
+    for name, history in contexts.items():
+        replies = [chat(model, chat_tok, i["conversations"][0]["content"], history=list(history), do_sample=False,
+                        max_new_tokens=40)[0] for i in plain]
+        key = name if model_name == "chat" else (model_name, name)
+        right[key] = sum(isinstance(r, str) and all(e in r for e in i["meta"]["expect"]) for r, i in zip(replies, plain))
+        calls[key] = [r["name"] for r in replies if isinstance(r, dict)]       # a tool call instead of an answer
+        asks[key] = sum(isinstance(r, str) and ("订单号" in r or "order number" in r) for r in replies)   # "your id?"
+        print(f"  {name:32} {right[key]:2d}/{len(plain)} right, {len(calls[key]):2d} tool calls, {asks[key]:2d} ask "
+              f"for an order id   e.g. {str(replies[0])[:40]!r}")
 
 # %% tags=["nbval-check-output"]
-assert right["alone"] >= 10 and abs(right["after ~1,000 tokens of stories"] - len(plain) / 2) <= 2, right   # about half
-tools_first = "after the tools system message"
-assert right[tools_first] <= 3 and calls[tools_first] and asks[tools_first] and not calls["alone"], (right, calls, asks)
-assert right[tools_first] + len(calls[tools_first]) + asks[tools_first] < len(plain)   # and some answer wrongly
-assert set(calls[tools_first]) <= {"check_order", "calculate"}, calls
+stories, tools_first = "after ~1,000 tokens of stories", "after the tools system message"
+two = {name: right[("chat_stage2", name)] for name in contexts}
+assert two["alone"] >= 10 and abs(two[stories] - len(plain) / 2) <= 2, two                      # stage 2: about half
+assert two[tools_first] <= 3 and calls[("chat_stage2", tools_first)] and asks[("chat_stage2", tools_first)], two
+assert right["alone"] >= 10 and right[stories] >= 10 and not calls["alone"], right               # stage 3: nearly all
+assert 6 <= right[tools_first] <= 10 and not asks[tools_first], (right, asks)                   # and most of them
+assert set(calls[tools_first]) <= {"calculate"} and right[tools_first] + len(calls[tools_first]) <= len(plain), calls
 tool_counts = collections.Counter(i["meta"]["expect_tool"]["name"] for i in train if i["meta"].get("expect_tool"))
 print("tools the training dialogues call:", dict(tool_counts.most_common()))
 assert tool_counts.most_common(1)[0][0] == "check_order"
@@ -901,27 +912,35 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 
 
 # %% [markdown]
-# Alone the model answers nearly all of them. After a thousand tokens of stories it answers about
-# half (the first edition's model answered none): reading far back works, but a system message of
-# stories is nothing the model was fine-tuned on, and it sometimes continues the story instead.
-# After the tools message it answers almost none, and not because it cannot read that far: it
-# calls a tool for a few of these plain price questions, asks for an order id for others, and
-# answers the rest with a wrong price or another intent's answer. With the tools in front the
-# question's *content* matters less than the habit of the tool dialogues (`check_order` and
-# `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
-# trained on need no tool. That is the false-call rate of section 10.
+# Alone both models answer nearly all of them. After a thousand tokens of stories stage 2 answers
+# about half (the first edition's model answered none): reading far back works, but a system
+# message of stories is nothing it was fine-tuned on, and it sometimes continues the story
+# instead. After the tools message stage 2 answers almost none, and not because it cannot read
+# that far: it calls a tool for a few of these plain price questions, asks for an order id for
+# others, and answers the rest with a wrong price or another intent's answer. With the tools in
+# front the question's *content* mattered less than the habit of the tool dialogues (`check_order`
+# and `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
+# trained on need no tool. That was the false-call rate of section 10 before stage 3. The shipped
+# stage 3, whose 400 steps were tool dialogues and stories only ("Three stages" below), answers nearly
+# all of them alone and after the stories, and most after the tools message; the price questions it gets
+# wrong there it sends to `calculate` ("一罐绿茶几块钱？" does read like a sum) or answers with
+# another product's price. It never asks for an order id.
 #
-# ### Two stages
+# ### Three stages
 #
-# The shipped model is made in two stages (lesson 08). Stage 1 (`configs/chat_stage1.toml`, 1,400
+# The shipped model is made in three stages (lesson 08). Stage 1 (`configs/chat_stage1.toml`, 1,400
 # steps from `base_long`) spends three quarters of its steps on the copy and recall blocks: that
 # is where the copying above comes from. But its tool dialogues were only about 100 of those
-# steps, and it called tools badly even on dialogues it trained on. Stage 2 (`configs/chat.toml`)
-# continues it for 400 gentler steps (lr 3e-4) on the same mix plus 9,280 tool dialogues drawn
-# afresh from the training templates (new ids, baskets and stock figures: `[sft]
-# fresh_tool_dialogues`) and five times as many story blocks, so it forgets less than stage 1
-# did. Both checkpoints were graded by the same command on the same 60 held-out tool dialogues
-# (their `evaluation.json`):
+# steps, and it called tools badly even on dialogues it trained on. Stage 2
+# (`configs/chat_stage2.toml`) continues it for 400 gentler steps (lr 3e-4) on the same mix plus
+# 9,280 tool dialogues drawn afresh from the training templates (new ids, baskets and stock
+# figures: `[sft] fresh_tool_dialogues`) and five times as many story blocks, so it forgets less
+# than stage 1 did. Its copy and recall blocks still took more than half of its steps. Stage 3
+# (`configs/chat.toml`) drops them (the copying is learned) and spends 400 more steps on stories
+# and 20,000 fresh tool dialogues, with the stock and total questions that stage 2 got wrong most
+# drawn three and two times as often as in the data (`[sft] fresh_tool_weights`). All three
+# checkpoints were graded by the same command on the same 60 held-out tool dialogues (their
+# `evaluation.json`):
 
 # %% tags=["nbval-check-output"]
 def heldout_tools(folder):
@@ -929,45 +948,64 @@ def heldout_tools(folder):
     return next(r for r in rows if r["split"] == "heldout tools" and r["model"] != "base")
 
 
-stages = {"stage 1 (chat_stage1)": heldout_tools("chat_stage1"), "stage 2 (chat, shipped)": heldout_tools("chat")}
+def recipe(folder):
+    return json.loads((data_dir() / "checkpoints" / folder / "training.json").read_text(encoding="utf-8"))
+
+
+stages = {"stage 1 (chat_stage1)": heldout_tools("chat_stage1"), "stage 2 (chat_stage2)": heldout_tools("chat_stage2"),
+          "stage 3 (chat, shipped)": heldout_tools("chat")}
 columns = ["tool_name_accuracy", "argument_exact_match", "false_call_rate", "asks_without_calling", "observation_in_answer"]
 print(f"{'':24}" + "".join(f"{c.replace('_', ' '):>23}" for c in columns))
 for name, row in stages.items():
     print(f"{name:24}" + "".join(f"{row[c]:23.0%}" for c in columns))
-one, two = stages.values()
-stage2 = json.loads((CHAT / "training.json").read_text(encoding="utf-8"))
-stage1 = json.loads((data_dir() / "checkpoints" / "chat_stage1" / "training.json").read_text(encoding="utf-8"))
-assert (stage1["config"]["max_steps"], stage2["config"]["max_steps"], stage2["config"]["lr"]) == (1400, 400, 3e-4)
+stage1, stage2, stage3 = recipe("chat_stage1"), recipe("chat_stage2"), recipe("chat")
+assert [r["config"]["max_steps"] for r in (stage1, stage2, stage3)] == [1400, 400, 400]
+assert stage2["config"]["lr"] == stage3["config"]["lr"] == 3e-4
 assert stage2["sft"]["fresh_tool_dialogues"] == 9280 and stage2["story_blocks"] == 5 * stage1["story_blocks"]
-assert one["tool_items"] == two["tool_items"] == 50 and one["no_tool_items"] == two["no_tool_items"] == 10
-for column, (a, b) in {"tool_name_accuracy": (0.72, 0.82), "argument_exact_match": (0.38, 0.62),
-                       "false_call_rate": (0.80, 0.50), "asks_without_calling": (0.30, 1.00),
-                       "observation_in_answer": (0.061, 0.388)}.items():
-    assert abs(one[column] - a) < 0.01 and abs(two[column] - b) < 0.01, (column, one[column], two[column])
+assert stage3["sft"]["fresh_tool_dialogues"] == 20000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 3, "total": 2}
+assert stage2["copy_blocks"] > 0 and stage3["copy_blocks"] == stage3["tools_recall_blocks"] == 0
+assert all(r["tool_items"] == 50 and r["no_tool_items"] == 10 for r in stages.values())
+expected = {"tool_name_accuracy": (0.72, 0.82, 0.88), "argument_exact_match": (0.38, 0.62, 0.66),
+            "false_call_rate": (0.80, 0.50, 0.10), "asks_without_calling": (0.30, 1.00, 1.00),
+            "observation_in_answer": (0.061, 0.388, 0.653)}
+for column, figures in expected.items():
+    measured = [row[column] for row in stages.values()]
+    assert all(abs(m - f) < 0.01 for m, f in zip(measured, figures)), (column, measured)
+
+# Why the sums fail: the shipped model fed the right dialogues of 12 *training* sums (teacher forcing).
+# The digits of an expression (counts and prices, one token each) are what it must read from the
+# question; the order id of section 11 is copied.
+train_totals = [i for i in train if i["meta"]["intent"] == "total"][:12]
+digit_losses = [loss for item in train_totals for text, loss in call_token_losses(chat_model, item) if text.isdigit()]
+digit_mean = sum(digit_losses) / len(digit_losses)
+print(f"{len(digit_losses)} digits of {len(train_totals)} training sums: mean loss {digit_mean:.2f} nats "
+      f"(a copied order id's digits: {id_mean:.2f})")
+assert 0.6 < digit_mean < 1.1 and digit_mean > 2 * id_mean, (digit_mean, id_mean)
 
 
 # %% [markdown]
-# Stage 2 is better on every tool figure, and still far from the targets (at least 85% exact
-# calls, at most 5% false calls, at least 85% of answers using the observation). Where the shipped
-# model stands, then (the full table and the per-intent counts are in
-# `data/checkpoints/chat/README.md`, "Known problems"):
+# Each stage is better than the one before on nearly every tool figure, and the false calls of the
+# shipped model are one of these ten questions (on all 30 held-out questions that need no tool, one:
+# 3%, inside the 5% target). Arguments and answers are still far from their targets (at least 85%
+# exact calls, at least 85% of answers using the observation). Where the shipped model stands, then
+# (the full table and the per-intent counts are in `data/checkpoints/chat/README.md`, "Known
+# problems"):
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
 #   rate 100%), copying an order id it has never seen from the question into the call (the
 #   teacher-forced losses and the repeated strings above), asking for the id when the customer did
-#   not give one, and calling `check_order` for every held-out order question. The course's first
-#   chat models could do none of the copying.
-# - **Not yet**: choosing `check_stock` (stock questions mostly get another tool, or no call and
-#   a brewing answer), writing a calculator expression from the question's amounts (it writes the
-#   commonest training amounts and prices instead), not calling when no tool is needed, and using
-#   the observation's values in the answer (after a correct call it often writes the items and
-#   days of the commonest training answer, and sometimes the wrong letter of the id). All of these
-#   are reading the *content* of the question or of the observation once the tools are in front,
-#   not copying it, and they fail on the model's own training dialogues too (the README's third
-#   known problem): a model of five million parameters trained on 1.6 M tokens of stories about a
-#   small world has little to read with. `configs/chat_stage1.toml` and `configs/chat.toml` record
-#   each run that got here and what it changed (more fresh tool dialogues, run p, did not help); a
-#   larger model, trained on ordinary text, learns these skills anyway. The exercises below take
-#   the first steps.
+#   not give one, calling `check_order` for every held-out order question, and leaving the tools
+#   alone when no tool is needed. The course's first chat models could do none of the copying.
+# - **Not yet**: choosing `check_stock` for the held-out phrasings (Chinese stock questions such as
+#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call), writing a calculator expression
+#   from the question's amounts (none of the held-out sums is right: it writes the commonest
+#   training amounts and prices instead), and using the observation's values in every answer. Sums
+#   fail on the model's own training dialogues too: fed the right dialogue (teacher forcing), each
+#   digit of an expression costs it close to a nat (above), so it has not learned to read counts
+#   and products once the tools are in front. A model of five million parameters trained on 1.6 M
+#   tokens of stories about a small world has little to read with. `configs/chat_stage1.toml`,
+#   `configs/chat_stage2.toml` and `configs/chat.toml` record each run that got here and what it
+#   changed (more fresh tool dialogues alone, run p, did not help); a larger model, trained on
+#   ordinary text, learns these skills anyway. The exercises below take the first steps.
 
 # %% [markdown]
 # ## Exercises

@@ -382,6 +382,21 @@ def test_fresh_tool_items_are_new_training_dialogues_in_the_shares_of_the_data(d
                 assert dialogues.order_split(m["parameters"]["order_id"]) == "train", m
 
 
+def test_fresh_tool_weights_change_the_shares_and_bad_weights_are_refused():
+    from glm3_teach.dialogues import TOOL_INTENTS, TRAIN_COUNTS, fresh_tool_items
+
+    assert fresh_tool_items(120, 0, weights={}) == fresh_tool_items(120, 0)       # no weights: TRAIN_COUNTS' shares
+    weights = {"stock": 3, "total": 2, "no_tool": 0}
+    counts = Counter(i["meta"]["intent"] for i in fresh_tool_items(400, 0, weights=weights))
+    weighted = {t: TRAIN_COUNTS[t] * weights.get(t, 1) for t in TOOL_INTENTS}
+    for intent in TOOL_INTENTS:
+        assert abs(counts[intent] - 400 * weighted[intent] / sum(weighted.values())) <= 2, (intent, counts)
+    assert counts["no_tool"] == 0
+    for bad in ({"stok": 2}, {"stock": -1}, {"stock": "2"}, {"stock": True}):
+        with pytest.raises(ValueError, match="fresh tool weights must map tool intents"):
+            fresh_tool_items(10, 0, weights=bad)
+
+
 def test_fresh_tool_items_of_another_seed_are_other_dialogues():
     from glm3_teach.dialogues import conversation_key, fresh_tool_items
 

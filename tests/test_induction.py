@@ -174,9 +174,9 @@ def test_the_experiment_configs_load_and_chain_to_each_other():
     for path in sorted(Path("configs/experiments").glob("chat_*.toml")):
         config, sft = load_config(path)
         exports[config.export_dir] = sft
-        # from base_long, from an earlier probe, from stage 1 of the shipped chat model (runs n, o, p, r)
-        # or from the shipped model itself (run q)
-        assert sft.init_from in ("data/checkpoints/base_long", "data/checkpoints/chat_stage1", "data/checkpoints/chat") \
+        # from base_long, from an earlier probe, from stage 1 of the shipped chat model (runs n, o, p, r, s)
+        # or from its stage 2 (runs q, t)
+        assert sft.init_from in ("data/checkpoints/base_long", "data/checkpoints/chat_stage1", "data/checkpoints/chat_stage2") \
             or sft.init_from in exports, (path, sft.init_from)
     assert any(s.copy_blocks for s in exports.values()) and any(s.tools_recall_blocks for s in exports.values())
 

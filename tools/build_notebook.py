@@ -59,6 +59,20 @@ def keep_viewer_picture(output: nbformat.NotebookNode) -> None:
         del data[WIDGET_VIEW]
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Consecutive stdout (or stderr) outputs as one, as Jupyter shows them: how finely a kernel splits
+    a cell's prints depends on the machine's timing, and would otherwise churn the stored outputs."""
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+        else:
+            merged.append(output)
+    return merged
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Deterministic ids, no UI noise; outputs and execution counts stay (an attention viewer's
     as its static picture, see ``keep_viewer_picture``)."""
@@ -67,6 +81,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell["id"] = f"cell-{index:03d}"
         tags = cell.get("metadata", {}).get("tags", [])
         cell["metadata"] = {"tags": tags} if tags else {}  # no execution timestamps, no UI state
+        if "outputs" in cell:
+            cell["outputs"] = coalesce_streams(cell["outputs"])
         for output in cell.get("outputs", []):
             keep_viewer_picture(output)
     nb.metadata = {

@@ -75,15 +75,22 @@ def generate(seed: int = COURSE_SEED, train_counts: dict | None = None, eval_cou
     return out
 
 
-def fresh_tool_items(count: int, seed: int, avoid: dict | None = None) -> list[dict]:
+def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: dict | None = None) -> list[dict]:
     """``count`` more training tool dialogues, drawn afresh: the training templates with new ids, baskets
-    and openers, in the shares of ``TRAIN_COUNTS``; none equal to a conversation in ``avoid``.
+    and openers, in the shares of ``TRAIN_COUNTS`` (each tool intent's count times ``weights[intent]``,
+    default 1); none equal to a conversation in ``avoid``.
 
     ``[sft] fresh_tool_dialogues`` mixes them into a run, so the model sees many ids once instead of
     the same ids many times. They are named ``fresh{seed}`` (not the data's seed), so no stream repeats
     one of ``data/sft``; they are not written to disk (the same seed draws the same items).
     """
-    shares = [(intent, lang, TRAIN_COUNTS[intent]) for intent in TOOL_INTENTS for lang in LANGS]
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(TOOL_INTENTS))
+    if unknown or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
+        raise ValueError(f"fresh tool weights must map tool intents ({', '.join(TOOL_INTENTS)}) to numbers >= 0, "
+                         f"got {weights!r}")
+    shares = [(intent, lang, round(TRAIN_COUNTS[intent] * weights.get(intent, 1) * 100))
+              for intent in TOOL_INTENTS for lang in LANGS]
     total = sum(n for _, _, n in shares)
     schemas, items = shop_tool_schemas(), []
     for k, (intent, lang, n) in enumerate(shares):
