@@ -627,13 +627,15 @@ right_calls = collections.Counter(r["intent"] for r in results if r.get("call_ok
 print("exactly right calls, by intent:", dict(right_calls))
 assert metrics["parse_rate"] == 1.0 and sum(right_calls.values()) >= 3
 assert all(right_calls[i] == 2 for i in ("order_status", "order_ask", "order_error"))   # every order call right
-assert right_calls["stock"] <= 1 and right_calls["total"] == 0         # one stock question in two at best, no sum
+assert right_calls["stock"] == 1 and right_calls["total"] == 2         # both sums here, one stock question of two
 
 
 # %% [markdown]
 # Read the rates together: a model that never calls a tool has a false-call rate of 0 and asks
 # every time, and a model that calls on every question has perfect tool-name accuracy on tool
-# questions. Only the whole row says whether the assistant knows *when* to call.
+# questions. Only the whole row says whether the assistant knows *when* to call. And read them
+# with their counts: on these twelve dialogues the shipped model meets all three targets, on the
+# 60 of the evaluation ("Three stages" below) it does not. Twelve items are too few to judge by.
 #
 # ## 11. Failure analysis
 #
@@ -751,7 +753,7 @@ result = check_value("repeat_losses", repeats["chat"], induction.repeat_losses(c
 stage2_first, stage2_second = repeats["chat_stage2"]
 assert base_first > 2 * math.log(34) and base_second > 0.9 * base_first, repeats   # base_long: no easier the 2nd time
 assert stage2_second < 0.03 * stage2_first, repeats                                  # stage 2: the 2nd copy nearly free
-assert abs(chat_second / chat_first - 0.13) < 0.02, repeats                          # stage 3: still cheap, less so
+assert abs(chat_second / chat_first - 0.23) < 0.02, repeats                          # stage 3: still cheap, less so
 print("base_long pays as much for the second copy as for the first; the chat models copy it")
 
 # %% [markdown]
@@ -762,9 +764,9 @@ print("base_long pays as much for the second copy as for the first; the chat mod
 # formed. An order id never seen in training is exactly what memorising cannot give.
 #
 # The chat models copy: the second copy costs a small fraction of the first, about 2% for stage 2,
-# which trained on copy blocks to its last step, and about 13% for the shipped stage 3, whose 400
-# steps had none (the circuit stays, a little blunter; the ids of its tool calls are still copied
-# right, section 10). Fine-tuning on the dialogues alone did not do that. The course's first chat
+# which trained on copy blocks to its last step, and about a quarter for the shipped stage 3,
+# whose 800 steps had none (the circuit stays, blunter on random strings; the ids of its tool calls
+# are still copied right, section 10). Fine-tuning on the dialogues alone did not do that. The course's first chat
 # models were trained on the same tool dialogues and paid as much for the second copy as for the
 # first; they wrote the format of a call perfectly and an order id of their own (`configs/chat_stage1.toml` records those runs, f and g, and the
 # probe runs h to k that followed, with their figures). What grew the circuit is text in which
@@ -936,9 +938,9 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # 9,280 tool dialogues drawn afresh from the training templates (new ids, baskets and stock
 # figures: `[sft] fresh_tool_dialogues`) and five times as many story blocks, so it forgets less
 # than stage 1 did. Its copy and recall blocks still took more than half of its steps. Stage 3
-# (`configs/chat.toml`) drops them (the copying is learned) and spends 400 more steps on stories
-# and 20,000 fresh tool dialogues, with the stock and total questions that stage 2 got wrong most
-# drawn three and two times as often as in the data (`[sft] fresh_tool_weights`). All three
+# (`configs/chat.toml`) drops them (the copying is learned) and spends 800 more steps on stories
+# and 30,000 fresh tool dialogues, with the stock and total questions that stage 2 got wrong most
+# drawn three and four times as often as in the data (`[sft] fresh_tool_weights`). All three
 # checkpoints were graded by the same command on the same 60 held-out tool dialogues (their
 # `evaluation.json`):
 
@@ -959,35 +961,49 @@ print(f"{'':24}" + "".join(f"{c.replace('_', ' '):>23}" for c in columns))
 for name, row in stages.items():
     print(f"{name:24}" + "".join(f"{row[c]:23.0%}" for c in columns))
 stage1, stage2, stage3 = recipe("chat_stage1"), recipe("chat_stage2"), recipe("chat")
-assert [r["config"]["max_steps"] for r in (stage1, stage2, stage3)] == [1400, 400, 400]
+assert [r["config"]["max_steps"] for r in (stage1, stage2, stage3)] == [1400, 400, 800]
 assert stage2["config"]["lr"] == stage3["config"]["lr"] == 3e-4
 assert stage2["sft"]["fresh_tool_dialogues"] == 9280 and stage2["story_blocks"] == 5 * stage1["story_blocks"]
-assert stage3["sft"]["fresh_tool_dialogues"] == 20000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 3, "total": 2}
+assert stage3["sft"]["fresh_tool_dialogues"] == 30000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 3, "total": 4}
 assert stage2["copy_blocks"] > 0 and stage3["copy_blocks"] == stage3["tools_recall_blocks"] == 0
 assert all(r["tool_items"] == 50 and r["no_tool_items"] == 10 for r in stages.values())
-expected = {"tool_name_accuracy": (0.72, 0.82, 0.88), "argument_exact_match": (0.38, 0.62, 0.66),
-            "false_call_rate": (0.80, 0.50, 0.10), "asks_without_calling": (0.30, 1.00, 1.00),
-            "observation_in_answer": (0.061, 0.388, 0.653)}
+expected = {"tool_name_accuracy": (0.72, 0.82, 0.88), "argument_exact_match": (0.38, 0.62, 0.82),
+            "false_call_rate": (0.80, 0.50, 0.00), "asks_without_calling": (0.30, 1.00, 1.00),
+            "observation_in_answer": (0.061, 0.388, 0.796)}
 for column, figures in expected.items():
     measured = [row[column] for row in stages.values()]
     assert all(abs(m - f) < 0.01 for m, f in zip(measured, figures)), (column, measured)
 
-# Why the sums fail: the shipped model fed the right dialogues of 12 *training* sums (teacher forcing).
-# The digits of an expression (counts and prices, one token each) are what it must read from the
-# question; the order id of section 11 is copied.
+
+def right_calls_of(folder, intent):
+    """Exactly right calls among the 10 held-out dialogues of ``intent`` in the folder's evaluation.json."""
+    replies = json.loads((data_dir() / "checkpoints" / folder / "evaluation.json").read_text(encoding="utf-8"))["replies"]
+    return sum(bool(r["call_ok"]) for r in replies if r["split"] == "heldout tools" and r["intent"] == intent)
+
+
+by_intent = {folder: {i: right_calls_of(folder, i) for i in ("stock", "total")}
+             for folder in ("chat_stage1", "chat_stage2", "chat")}
+print("exactly right calls of 10:", by_intent)
+assert by_intent["chat_stage2"]["total"] <= 1 and by_intent["chat"]["total"] == 7 and by_intent["chat"]["stock"] <= 5
+
+# Sums, teacher-forced: stage 2 and the shipped stage 3 fed the right dialogues of 12 *training* sums.
+# The digits of an expression (counts and prices, one token each) are what a model must read from
+# the question; the order id of section 11 is copied.
 train_totals = [i for i in train if i["meta"]["intent"] == "total"][:12]
-digit_losses = [loss for item in train_totals for text, loss in call_token_losses(chat_model, item) if text.isdigit()]
-digit_mean = sum(digit_losses) / len(digit_losses)
-print(f"{len(digit_losses)} digits of {len(train_totals)} training sums: mean loss {digit_mean:.2f} nats "
-      f"(a copied order id's digits: {id_mean:.2f})")
-assert 0.6 < digit_mean < 1.1 and digit_mean > 2 * id_mean, (digit_mean, id_mean)
+digit_mean = {}
+for name, model in (("chat_stage2", stage2_model), ("chat", chat_model)):
+    losses = [loss for item in train_totals for text, loss in call_token_losses(model, item) if text.isdigit()]
+    digit_mean[name] = sum(losses) / len(losses)
+print(f"digits of {len(train_totals)} training sums, mean loss: " + ", ".join(f"{k} {v:.2f}" for k, v in digit_mean.items())
+      + f" nats (a copied order id's digits: {id_mean:.2f})")
+assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digit_mean["chat_stage2"], digit_mean
 
 
 # %% [markdown]
-# Each stage is better than the one before on nearly every tool figure, and the false calls of the
-# shipped model are one of these ten questions (on all 30 held-out questions that need no tool, one:
-# 3%, inside the 5% target). Arguments and answers are still far from their targets (at least 85%
-# exact calls, at least 85% of answers using the observation). Where the shipped model stands, then
+# Each stage is better than the one before on every tool figure, and the shipped model calls no
+# tool for any of these ten questions that need none (nor for any of the 30 of the whole held-out
+# split: the 5% target is met). Arguments and answers are closer to their targets (at least 85%
+# exact calls, at least 85% of answers using the observation) but not there. Where the shipped model stands, then
 # (the full table and the per-intent counts are in `data/checkpoints/chat/README.md`, "Known
 # problems"):
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
@@ -995,14 +1011,17 @@ assert 0.6 < digit_mean < 1.1 and digit_mean > 2 * id_mean, (digit_mean, id_mean
 #   teacher-forced losses and the repeated strings above), asking for the id when the customer did
 #   not give one, calling `check_order` for every held-out order question, and leaving the tools
 #   alone when no tool is needed. The course's first chat models could do none of the copying.
+# - **Half done**: writing a calculator expression from the question's amounts. Stage 2 wrote none
+#   of the held-out sums right (it wrote the commonest training amounts and prices instead); the
+#   shipped stage 3 writes 7 of these 10 (14 of the 30 of the whole split), and mostly drops or
+#   changes one product of a three-product basket. Teacher-forced on training sums, the digits cost
+#   stage 2 about a nat each and stage 3 a quarter of that (above): 800 steps weighted towards
+#   sums taught it to read counts and products once the tools are in front, not yet reliably (it
+#   gets a third of its own training sums wrong too, the README's third known problem).
 # - **Not yet**: choosing `check_stock` for the held-out phrasings (Chinese stock questions such as
-#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call), writing a calculator expression
-#   from the question's amounts (none of the held-out sums is right: it writes the commonest
-#   training amounts and prices instead), and using the observation's values in every answer. Sums
-#   fail on the model's own training dialogues too: fed the right dialogue (teacher forcing), each
-#   digit of an expression costs it close to a nat (above), so it has not learned to read counts
-#   and products once the tools are in front. A model of five million parameters trained on 1.6 M
-#   tokens of stories about a small world has little to read with. `configs/chat_stage1.toml`,
+#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call), and using the observation's
+#   values in every answer. A model of five million parameters trained on 1.6 M tokens of stories
+#   about a small world has little to read with. `configs/chat_stage1.toml`,
 #   `configs/chat_stage2.toml` and `configs/chat.toml` record each run that got here and what it
 #   changed (more fresh tool dialogues alone, run p, did not help); a larger model, trained on
 #   ordinary text, learns these skills anyway. The exercises below take the first steps.
