@@ -398,12 +398,14 @@ class SFTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"[sft] {name} must be an int >= 0 (0 = none), got {value!r}")
-        weights = self.fresh_tool_weights
-        from glm3_teach.dialogues.tool_dialogues import TOOL_INTENTS
-        if not isinstance(weights, dict) or not set(weights) <= set(TOOL_INTENTS) or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
-            raise ValueError(f"[sft] fresh_tool_weights must map tool intents ({', '.join(TOOL_INTENTS)}) to numbers "
-                             f">= 0 (e.g. {{stock = 2}}), got {weights!r}")
+        from glm3_teach.dialogues.writer import check_fresh_tool_weights
+        try:
+            check_fresh_tool_weights(self.fresh_tool_weights)
+        except ValueError as error:
+            raise ValueError(f"[sft] {error}") from None
+        if self.fresh_tool_weights and not self.fresh_tool_dialogues:
+            raise ValueError("[sft] fresh_tool_weights weighs the fresh tool dialogues, but fresh_tool_dialogues is 0; "
+                             "set fresh_tool_dialogues (e.g. 20000) or drop fresh_tool_weights")
         if self.story_baseline is not None and not isinstance(self.story_baseline, str):
             raise ValueError(f"[sft] story_baseline must be a checkpoint folder (a string), got {self.story_baseline!r}")
         cues = self.recall_cues
@@ -687,16 +689,16 @@ print(chat(model, tokenizer, "乌龙茶多少钱？", do_sample=False)[0])
 
 def _repeats(sft: dict[str, Any]) -> str:
     """The README lines on upsampled and freshly drawn tool dialogues, empty when there are neither."""
-    repeats, fresh = sft.get("tool_repeats", 1), sft.get("fresh_tool_dialogues", 0)
-    return ((f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n" if repeats > 1 else "")
-            + (f"- {fresh:,} more tool dialogues drawn afresh from the training templates, with new ids and baskets "
-               f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored)"
-               + (f", intents weighted {_weights(sft['fresh_tool_weights'])} (`fresh_tool_weights`)"
-                  if sft.get("fresh_tool_weights") else "") + "\n" if fresh else ""))
-
-
-def _weights(weights: dict[str, float]) -> str:
-    return ", ".join(f"{intent} x{weight:g}" for intent, weight in weights.items())
+    repeats, fresh, weights = sft.get("tool_repeats", 1), sft.get("fresh_tool_dialogues", 0), sft.get("fresh_tool_weights")
+    lines = []
+    if repeats > 1:
+        lines.append(f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n")
+    if fresh:
+        weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + \
+            " (`fresh_tool_weights`)" if weights else ""
+        lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates, with new ids and baskets "
+                     f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored){weighted}\n")
+    return "".join(lines)
 
 
 def _synthetic_blocks(record: dict[str, Any]) -> str:

@@ -1000,7 +1000,8 @@ assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digi
 
 
 # %% [markdown]
-# Each stage is better than the one before on every tool figure, and the shipped model calls no
+# Each stage is better than the one before on every tool figure (asks stays at 100% from stage 2
+# on), and the shipped model calls no
 # tool for any of these ten questions that need none (nor for any of the 30 of the whole held-out
 # split: the 5% target is met). Arguments and answers are closer to their targets (at least 85%
 # exact calls, at least 85% of answers using the observation) but not there. Where the shipped model stands, then
@@ -1009,15 +1010,15 @@ assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digi
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
 #   rate 100%), copying an order id it has never seen from the question into the call (the
 #   teacher-forced losses and the repeated strings above), asking for the id when the customer did
-#   not give one, calling `check_order` for every held-out order question, and leaving the tools
+#   not give one, calling `check_order` for nearly every held-out order question, and leaving the tools
 #   alone when no tool is needed. The course's first chat models could do none of the copying.
 # - **Half done**: writing a calculator expression from the question's amounts. Stage 2 wrote none
 #   of the held-out sums right (it wrote the commonest training amounts and prices instead); the
-#   shipped stage 3 writes 7 of these 10 (14 of the 30 of the whole split), and mostly drops or
+#   shipped stage 3 writes 7 of these 10 (its README counts the whole split), and mostly drops or
 #   changes one product of a three-product basket. Teacher-forced on training sums, the digits cost
 #   stage 2 about a nat each and stage 3 a quarter of that (above): 800 steps weighted towards
 #   sums taught it to read counts and products once the tools are in front, not yet reliably (it
-#   gets a third of its own training sums wrong too, the README's third known problem).
+#   gets many of its own training sums wrong too, the README's third known problem).
 # - **Not yet**: choosing `check_stock` for the held-out phrasings (Chinese stock questions such as
 #   "查查普洱还剩几饼" mostly get a price or brewing answer, no call), and using the observation's
 #   values in every answer. A model of five million parameters trained on 1.6 M tokens of stories

@@ -393,8 +393,10 @@ def test_fresh_tool_weights_change_the_shares_and_bad_weights_are_refused():
         assert abs(counts[intent] - 400 * weighted[intent] / sum(weighted.values())) <= 2, (intent, counts)
     assert counts["no_tool"] == 0
     for bad in ({"stok": 2}, {"stock": -1}, {"stock": "2"}, {"stock": True}):
-        with pytest.raises(ValueError, match="fresh tool weights must map tool intents"):
+        with pytest.raises(ValueError, match="fresh_tool_weights must map tool intents"):
             fresh_tool_items(10, 0, weights=bad)
+    with pytest.raises(ValueError, match="gives every tool intent weight 0: nothing to draw"):
+        fresh_tool_items(10, 0, weights={t: 0 for t in TOOL_INTENTS})
 
 
 def test_fresh_tool_items_of_another_seed_are_other_dialogues():

@@ -268,6 +268,9 @@ def test_chat_config_loads_with_its_sft_table(tmp_path):
     bad.write_text("max_steps = 20\n[sft]\nfresh_tool_weights = { stok = 2 }\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"fresh_tool_weights must map tool intents .* got \{'stok': 2\}"):
         load_config(bad)
+    bad.write_text("max_steps = 20\n[sft]\nfresh_tool_weights = { stock = 2 }\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"fresh_tool_dialogues is 0; set fresh_tool_dialogues"):
+        load_config(bad)
     bad.write_text("max_steps = 20\n[sft]\nlearning = 1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"unknown keys \['learning'\]"):
         load_config(bad)

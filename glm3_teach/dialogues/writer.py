@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from glm3_teach import stories
 from glm3_teach.dialogues.items import (
@@ -75,6 +76,17 @@ def generate(seed: int = COURSE_SEED, train_counts: dict | None = None, eval_cou
     return out
 
 
+def check_fresh_tool_weights(weights: Any) -> None:
+    """``[sft] fresh_tool_weights``: tool intents -> numbers >= 0, not all of them 0; a ValueError says what is wrong."""
+    numbers = isinstance(weights, dict) and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                                for w in weights.values())
+    if not numbers or not set(weights) <= set(TOOL_INTENTS):
+        raise ValueError(f"fresh_tool_weights must map tool intents ({', '.join(TOOL_INTENTS)}) to numbers >= 0 "
+                         f"(e.g. {{stock = 2}}), got {weights!r}")
+    if all(weights.get(intent, 1) == 0 for intent in TOOL_INTENTS):
+        raise ValueError(f"fresh_tool_weights {weights!r} gives every tool intent weight 0: nothing to draw")
+
+
 def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: dict | None = None) -> list[dict]:
     """``count`` more training tool dialogues, drawn afresh: the training templates with new ids, baskets
     and openers, in the shares of ``TRAIN_COUNTS`` (each tool intent's count times ``weights[intent]``,
@@ -85,10 +97,9 @@ def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: 
     one of ``data/sft``; they are not written to disk (the same seed draws the same items).
     """
     weights = weights or {}
-    unknown = sorted(set(weights) - set(TOOL_INTENTS))
-    if unknown or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
-        raise ValueError(f"fresh tool weights must map tool intents ({', '.join(TOOL_INTENTS)}) to numbers >= 0, "
-                         f"got {weights!r}")
+    check_fresh_tool_weights(weights)
+    # shares in hundredths of an item, so a weight like 1.5 stays whole-number arithmetic; all weights 1 give
+    # exactly the shares (and items) of TRAIN_COUNTS
     shares = [(intent, lang, round(TRAIN_COUNTS[intent] * weights.get(intent, 1) * 100))
               for intent in TOOL_INTENTS for lang in LANGS]
     total = sum(n for _, _, n in shares)
