@@ -369,6 +369,7 @@ class SFTConfig:
     tool_repeats: int = 1                      # times each kept tool dialogue is in an epoch (upsampling)
     fresh_tool_dialogues: int = 0              # more tool dialogues drawn afresh (dialogues.fresh_tool_items; 0 = none)
     fresh_tool_weights: dict[str, float] = field(default_factory=dict)  # their shares: intent -> x TRAIN_COUNTS
+    more_tool_phrasings: bool = False          # their questions also from dialogues.MORE_TOOL_TEMPLATES (train only)
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
@@ -406,6 +407,11 @@ class SFTConfig:
         if self.fresh_tool_weights and not self.fresh_tool_dialogues:
             raise ValueError("[sft] fresh_tool_weights weighs the fresh tool dialogues, but fresh_tool_dialogues is 0; "
                              "set fresh_tool_dialogues (e.g. 20000) or drop fresh_tool_weights")
+        if not isinstance(self.more_tool_phrasings, bool):
+            raise ValueError(f"[sft] more_tool_phrasings must be true or false, got {self.more_tool_phrasings!r}")
+        if self.more_tool_phrasings and not self.fresh_tool_dialogues:
+            raise ValueError("[sft] more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0; "
+                             "set fresh_tool_dialogues (e.g. 20000) or drop more_tool_phrasings")
         if self.story_baseline is not None and not isinstance(self.story_baseline, str):
             raise ValueError(f"[sft] story_baseline must be a checkpoint folder (a string), got {self.story_baseline!r}")
         cues = self.recall_cues
@@ -508,7 +514,8 @@ def build_data(tokenizer: Any, config: Any, sft: SFTConfig) -> Any:
     fresh = []
     if sft.fresh_tool_dialogues:   # never one of the data's own train or val conversations (held out: other templates)
         known = {conversation_key(i): None for i in items + val_items}
-        fresh = fresh_tool_items(sft.fresh_tool_dialogues, config.seed, known, sft.fresh_tool_weights)
+        fresh = fresh_tool_items(sft.fresh_tool_dialogues, config.seed, known, sft.fresh_tool_weights,
+                                 sft.more_tool_phrasings)
     items = (evenly_spaced([i for i in items if "tools" not in i], sft.max_items)
              + evenly_spaced([i for i in items if "tools" in i], sft.tool_items) * sft.tool_repeats + fresh)
     step = max(1, len(val_items) // sft.val_items)
@@ -696,7 +703,8 @@ def _repeats(sft: dict[str, Any]) -> str:
     if fresh:
         weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + \
             " (`fresh_tool_weights`)" if weights else ""
-        lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates, with new ids and baskets "
+        more = " and the training-only `MORE_TOOL_TEMPLATES` (`more_tool_phrasings`)" if sft.get("more_tool_phrasings") else ""
+        lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates{more}, with new ids and baskets "
                      f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored){weighted}\n")
     return "".join(lines)
 

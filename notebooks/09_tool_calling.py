@@ -923,7 +923,7 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # front the question's *content* mattered less than the habit of the tool dialogues (`check_order`
 # and `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
 # trained on need no tool. That was the false-call rate of section 10 before stage 3. The shipped
-# stage 3, whose 400 steps were tool dialogues and stories only ("Three stages" below), answers nearly
+# stage 3, whose 800 steps were tool dialogues and stories only ("Three stages" below), answers nearly
 # all of them alone and after the stories, and most after the tools message; the price questions it gets
 # wrong there it sends to `calculate` ("一罐绿茶几块钱？" does read like a sum) or answers with
 # another product's price. It never asks for an order id.

@@ -399,9 +399,73 @@ def test_fresh_tool_weights_change_the_shares_and_bad_weights_are_refused():
         fresh_tool_items(10, 0, weights={t: 0 for t in TOOL_INTENTS})
 
 
+def test_more_tool_templates_are_training_only_and_nearer_a_training_template_than_a_heldout_one():
+    from difflib import SequenceMatcher
+
+    from glm3_teach.dialogues import MORE_TOOL_TEMPLATES, TEMPLATES, is_heldout, templates_for
+
+    slots = {"order_status": {"{id}"}, "order_ask": set(), "stock": {"{p}", "{m}"}, "total": {"{items}"}}
+
+    def bare(t):   # the wording without its slots
+        return re.sub(r"\{\w+\}", "", t)
+
+    for intent, by_lang in MORE_TOOL_TEMPLATES.items():
+        for lang, more in by_lang.items():
+            course = TEMPLATES[intent][lang]
+            held = [bare(t) for k, t in enumerate(course) if is_heldout(k)]
+            train = [bare(t) for k, t in enumerate(course) if not is_heldout(k)]
+            assert len(more) >= 6 and len(set(more)) == len(more) and not set(more) & set(course), (intent, lang)
+            for t in more:
+                named = set(re.findall(r"\{\w+\}", t))
+                assert named <= slots[intent] and ("{m}" not in named or "{p}" in named), (t, named)
+                if intent in ("order_status", "stock", "total"):
+                    assert named & slots[intent] - {"{m}"}, f"{t!r} lacks its slot"
+                # written afresh: nearer some training template than any held-out one (so it adds no held-out wording)
+                near_held = max(SequenceMatcher(None, bare(t), h).ratio() for h in held)
+                near_train = max(SequenceMatcher(None, bare(t), h).ratio() for h in train)
+                assert near_held < near_train, (t, near_held, near_train)
+            for split in ("val", "heldout"):   # only the train split ever draws them
+                assert templates_for(intent, lang, split, more=True) == templates_for(intent, lang, split)
+            rows = templates_for(intent, lang, "train", more=True)
+            assert rows[:len(templates_for(intent, lang, "train"))] == templates_for(intent, lang, "train")
+            assert [t for _, t in rows[-len(more):]] == list(more) and rows[-1][0] == f"{intent}.{lang}.m{len(more) - 1:02d}"
+
+
+def test_fresh_tool_items_with_more_phrasings_draw_the_more_templates_too():
+    from glm3_teach.dialogues import fresh_tool_items
+
+    plain, more = fresh_tool_items(600, 0), fresh_tool_items(600, 0, more_phrasings=True)
+    assert Counter(i["meta"]["intent"] for i in plain) == Counter(i["meta"]["intent"] for i in more)
+    assert not any(".m" in i["meta"]["template"] for i in plain)
+    worded = [i for i in more if ".m" in i["meta"]["template"]]
+    assert 100 < len(worded) < 300 and {i["meta"]["intent"] for i in worded} >= {"stock", "total", "order_status"}
+    assert all(i["meta"]["split"] == "train" for i in more)
+
+
 def test_fresh_tool_items_of_another_seed_are_other_dialogues():
     from glm3_teach.dialogues import conversation_key, fresh_tool_items
 
     a = {conversation_key(i) for i in fresh_tool_items(120, 0)}
     b = {conversation_key(i) for i in fresh_tool_items(120, 1)}
     assert len(a & b) < 30   # stock and no_tool questions have few forms; ids and baskets differ
+
+
+def test_the_tool_probe_asks_phrasings_the_course_never_trains_or_holds_out():
+    import importlib.util
+
+    from glm3_teach.dialogues import MORE_TOOL_TEMPLATES, TEMPLATES
+
+    spec = importlib.util.spec_from_file_location("tool_probe", REPO_ROOT / "tools" / "tool_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    for intent, by_lang in probe.PROBE.items():
+        for lang, phrasings in by_lang.items():
+            known = set(TEMPLATES[intent][lang]) | set(MORE_TOOL_TEMPLATES[intent][lang])
+            assert not set(phrasings) & known, (intent, lang, set(phrasings) & known)
+    items = probe.probe_items(per_template=2)
+    assert len(items) == 2 * sum(len(p) for by_lang in probe.PROBE.values() for p in by_lang.values())
+    for item in items:
+        dialogues.validate_item(item, item["meta"]["template"])
+        for m in item["conversations"]:
+            if m["role"] == "tool" and m["name"] == "check_order":
+                assert dialogues.order_split(m["parameters"]["order_id"]) == "heldout", m   # ids never trained on

@@ -271,6 +271,12 @@ def test_chat_config_loads_with_its_sft_table(tmp_path):
     bad.write_text("max_steps = 20\n[sft]\nfresh_tool_weights = { stock = 2 }\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"fresh_tool_dialogues is 0; set fresh_tool_dialogues"):
         load_config(bad)
+    bad.write_text("max_steps = 20\n[sft]\nmore_tool_phrasings = true\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0"):
+        load_config(bad)
+    bad.write_text("max_steps = 20\n[sft]\nfresh_tool_dialogues = 5\nmore_tool_phrasings = 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"more_tool_phrasings must be true or false, got 1"):
+        load_config(bad)
     bad.write_text("max_steps = 20\n[sft]\nlearning = 1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"unknown keys \['learning'\]"):
         load_config(bad)
@@ -431,6 +437,8 @@ def test_fresh_tool_dialogues_join_the_training_set_and_are_checked(monkeypatch)
     tool_samples = [s["input_ids"] for s in samples if s["input_ids"] != encode_conversation(plain, tok)[0]]
     assert len(samples) == 17 and sorted(tool_samples) == sorted(expected)   # 5 plain, the 12 drawn by the seed
     assert "- 12 more tool dialogues drawn afresh" in _repeats({"fresh_tool_dialogues": 12}) and not _repeats({})
+    assert "MORE_TOOL_TEMPLATES" in _repeats({"fresh_tool_dialogues": 12, "more_tool_phrasings": True})
+    assert "MORE_TOOL_TEMPLATES" not in _repeats({"fresh_tool_dialogues": 12})
     with pytest.raises(ValueError, match=r"fresh_tool_dialogues must be an int >= 0 \(0 = none\), got -1"):
         SFTConfig(fresh_tool_dialogues=-1)
 

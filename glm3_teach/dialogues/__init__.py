@@ -110,6 +110,7 @@ from glm3_teach.dialogues.sft_format import (
 )
 from glm3_teach.dialogues.templates import (
     CLOSERS,
+    MORE_TOOL_TEMPLATES,
     OOD_TOPICS,
     OPENERS,
     ORDER_ID_REPLIES,
@@ -177,6 +178,7 @@ __all__ = [
     "LANGS",
     "MAX_PAIR_CHARS_ZH",
     "MAX_PAIR_WORDS_EN",
+    "MORE_TOOL_TEMPLATES",
     "NO_TOOL_INTENTS",
     "OOD_TOPICS",
     "OPENERS",

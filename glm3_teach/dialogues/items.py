@@ -96,12 +96,13 @@ def plain_dialogue(intent: str, lang: str, split: str, rng: random.Random, pairs
     return tid, messages, meta
 
 
-def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random) -> tuple[str, list[dict], dict]:
+def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random, more: bool = False) -> tuple[str, list[dict], dict]:
+    """A tool intent's dialogue; ``more``: train questions also drawn from MORE_TOOL_TEMPLATES (templates_for)."""
     if intent == "no_tool":
         base = rng.choice(NO_TOOL_INTENTS)
         tid, messages, meta = single_turn(base, lang, split, rng, None)
         return tid, messages, {**meta, "base_intent": base}
-    tid, template = rng.choice(templates_for(TEMPLATE_OF.get(intent, intent), lang, split))
+    tid, template = rng.choice(templates_for(TEMPLATE_OF.get(intent, intent), lang, split, more))
     if intent in ("order_status", "order_ask", "order_error"):
         messages, meta = order_dialogue(intent, template, lang, rng, split)
     elif intent == "stock":
@@ -111,10 +112,10 @@ def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random) -> tup
     return tid, messages, meta
 
 
-def make_item(intent: str, lang: str, split: str, rng: random.Random, pairs=None, schemas=None) -> dict:
-    """One dialogue of ``intent`` in ``lang`` for ``split``, with its meta."""
+def make_item(intent: str, lang: str, split: str, rng: random.Random, pairs=None, schemas=None, more: bool = False) -> dict:
+    """One dialogue of ``intent`` in ``lang`` for ``split``, with its meta (``more``: see ``tool_dialogue``)."""
     if intent in TOOL_INTENTS:
-        tid, messages, extra = tool_dialogue(intent, lang, split, rng)
+        tid, messages, extra = tool_dialogue(intent, lang, split, rng, more)
     else:
         tid, messages, extra = plain_dialogue(intent, lang, split, rng, pairs)
     meta = {"intent": intent, "lang": lang, "template": tid, "split": split, **extra}

@@ -417,6 +417,48 @@ TOOL_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
 TEMPLATES.update(TOOL_TEMPLATES)
 TEMPLATE_OF = {"order_error": "order_status"}  # intents that reuse another intent's questions
 
+# More training phrasings of the tool questions, written after data/sft was made (lesson 09's third stage:
+# stage 2 had never seen 剩 or "left in stock" asked many ways). Training only: they are not in TEMPLATES,
+# so the held-out rule never picks one and data/sft does not change; ``[sft] more_tool_phrasings`` lets the
+# fresh tool dialogues (``fresh_tool_items``) draw from them besides the training templates. None of them is
+# a held-out template or close to one (tests/test_dialogues.py measures it).
+MORE_TOOL_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "order_status": {
+        "zh": ("订单{id}现在到哪一步了？", "查一下{id}，到了没有？", "{id}这个单子什么时候发货？", "{id}，帮我看看这单。",
+               "订单{id}怎么还没到？", "请帮我追踪订单{id}。", "{id}的包裹寄出了没？", "单号{id}的茶现在在路上吗？"),
+        "en": ("What's happening with order {id}?", "Is {id} on its way to me?", "Could you look up {id} for me?",
+               "I'd like an update on order {id}.", "When does order {id} arrive?", "Track order {id}.",
+               "Where's my parcel? The number is {id}.", "Order {id} hasn't come yet. Can you see why?"),
+    },
+    "order_ask": {
+        "zh": ("我的东西寄出来没？", "帮我看看快递到哪了。", "我想查物流。", "我的茶什么时候送到？", "订单怎么样了？",
+               "我前几天买的茶叶到哪了？"),
+        "en": ("Can you tell me where my order is?", "I'd like to track my order.", "Is my parcel on its way?",
+               "When does my tea arrive?", "What's the status of my order?", "My tea hasn't arrived. Can you check?"),
+    },
+    "stock": {
+        "zh": ("{p}现在库存还有多少{m}？", "看一下{p}有没有货。", "{p}断货了吗？", "能查下{p}的存货吗？", "{p}卖光了吗？",
+               "有没有{p}的现货？", "我要买{p}，你们有吗？", "{p}还能买到吗？", "麻烦看看{p}还有没有库存。",
+               "{p}现货有几{m}？", "{p}仓库里有货吗？", "{p}现在缺不缺货？", "{p}只剩一点了吗？", "剩下的{p}还有几{m}？",
+               "{p}剩的货多吗？", "{p}还有存货没有？"),
+        "en": ("Is any {p} available?", "How many {p} do you still have?", "Are there any {p} left in stock?",
+               "Have you sold out of the {p}?", "Could you check if the {p} is available?", "Is the {p} available to buy?",
+               "What quantity of the {p} is in stock?", "Can you see whether you still have the {p}?",
+               "Do you carry the {p} right now?", "Is the {p} back in stock?", "Look up the stock of the {p} for me.",
+               "I'd like some {p}. Is it in stock?", "What's the stock of the {p} today?", "Is there still {p} for sale?",
+               "How much {p} is left in stock?", "Do you still sell the {p}, and how many are there?"),
+    },
+    "total": {
+        "zh": ("{items}，一共该付多少？", "算一下{items}多少钱。", "我想要{items}，要付几块钱？", "{items}总价多少钱？",
+               "请帮我算算{items}一共几元。", "{items}共计多少钱？", "买下{items}一共花多少？", "{items}加在一起多少钱？",
+               "结账：{items}，多少钱？", "要是我拿{items}，总共多少钱？"),
+        "en": ("How much is {items} altogether?", "Can you work out the total for {items}?", "What's the cost of {items}?",
+               "For {items}, what do I owe?", "Add up {items}, please.", "How much do I pay for {items}?",
+               "What would {items} cost me?", "Tell me the total price of {items}.", "I'll take {items}. How much?",
+               "What does it cost to buy {items}?"),
+    },
+}
+
 
 ORDER_ID_REPLIES = {"zh": ("{id}", "订单号是{id}。", "是{id}", "我的订单号：{id}", "单号{id}，谢谢。", "{id}，麻烦了。",
                            "好的，{id}", "订单号{id}"),
@@ -434,8 +476,14 @@ def template_id(intent: str, lang: str, index: int) -> str:
     return f"{intent}.{lang}.{index:02d}"
 
 
-def templates_for(intent: str, lang: str, split: str) -> list[tuple[str, str]]:
-    """(template id, template) pairs a split draws from: training templates for train/val, held-out for heldout."""
+def templates_for(intent: str, lang: str, split: str, more: bool = False) -> list[tuple[str, str]]:
+    """(template id, template) pairs a split draws from: training templates for train/val, held-out for heldout.
+
+    ``more``: the train split also draws from ``MORE_TOOL_TEMPLATES`` (ids like "stock.zh.m03").
+    """
     rows = [(template_id(intent, lang, k), t) for k, t in enumerate(TEMPLATES[intent][lang])]
     keep_heldout = split == "heldout"
-    return [(tid, t) for k, (tid, t) in enumerate(rows) if is_heldout(k) == keep_heldout]
+    chosen = [(tid, t) for k, (tid, t) in enumerate(rows) if is_heldout(k) == keep_heldout]
+    if more and split == "train":
+        chosen += [(f"{intent}.{lang}.m{k:02d}", t) for k, t in enumerate(MORE_TOOL_TEMPLATES.get(intent, {}).get(lang, ()))]
+    return chosen

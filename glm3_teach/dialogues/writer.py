@@ -39,11 +39,15 @@ def conversation_key(item: dict) -> str:
     return json.dumps(item["conversations"], ensure_ascii=False, sort_keys=True)
 
 
-def make_group(intent: str, lang: str, split: str, count: int, seed: int, pairs, schemas, avoid: dict) -> list[dict]:
-    """``count`` distinct items of one intent and language; none equal to one in ``avoid`` (train's keys)."""
+def make_group(intent: str, lang: str, split: str, count: int, seed: int, pairs, schemas, avoid: dict,
+               more: bool = False) -> list[dict]:
+    """``count`` distinct items of one intent and language; none equal to one in ``avoid`` (train's keys).
+
+    ``more``: tool questions of the train split also drawn from MORE_TOOL_TEMPLATES (``fresh_tool_items``).
+    """
     group, seen, number = [], {}, 0
     while len(group) < count and number < 40 * count:
-        item = make_item(intent, lang, split, item_rng(seed, split, intent, lang, number), pairs, schemas)
+        item = make_item(intent, lang, split, item_rng(seed, split, intent, lang, number), pairs, schemas, more)
         number += 1
         key = conversation_key(item)
         if key in seen or key in avoid:
@@ -87,10 +91,12 @@ def check_fresh_tool_weights(weights: Any) -> None:
         raise ValueError(f"fresh_tool_weights {weights!r} gives every tool intent weight 0: nothing to draw")
 
 
-def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: dict | None = None) -> list[dict]:
+def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: dict | None = None,
+                     more_phrasings: bool = False) -> list[dict]:
     """``count`` more training tool dialogues, drawn afresh: the training templates with new ids, baskets
     and openers, in the shares of ``TRAIN_COUNTS`` (each tool intent's count times ``weights[intent]``,
-    default 1); none equal to a conversation in ``avoid``.
+    default 1); none equal to a conversation in ``avoid``. ``more_phrasings``: the questions are also
+    drawn from ``MORE_TOOL_TEMPLATES`` (training-only phrasings written after data/sft was made).
 
     ``[sft] fresh_tool_dialogues`` mixes them into a run, so the model sees many ids once instead of
     the same ids many times. They are named ``fresh{seed}`` (not the data's seed), so no stream repeats
@@ -106,7 +112,7 @@ def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: 
     schemas, items = shop_tool_schemas(), []
     for k, (intent, lang, n) in enumerate(shares):
         wanted = (count * sum(m for _, _, m in shares[:k + 1])) // total - (count * sum(m for _, _, m in shares[:k])) // total
-        items += make_group(intent, lang, "train", wanted, f"fresh{seed}", None, schemas, avoid or {})
+        items += make_group(intent, lang, "train", wanted, f"fresh{seed}", None, schemas, avoid or {}, more_phrasings)
     random.Random(seed).shuffle(items)
     return items
 
