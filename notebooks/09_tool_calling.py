@@ -627,15 +627,17 @@ right_calls = collections.Counter(r["intent"] for r in results if r.get("call_ok
 print("exactly right calls, by intent:", dict(right_calls))
 assert metrics["parse_rate"] == 1.0 and sum(right_calls.values()) >= 3
 assert all(right_calls[i] == 2 for i in ("order_status", "order_ask", "order_error"))   # every order call right
-assert right_calls["stock"] == 1 and right_calls["total"] == 2         # both sums here, one stock question of two
+assert right_calls["stock"] == 0 and right_calls["total"] == 2         # both sums here, neither stock question
 
 
 # %% [markdown]
 # Read the rates together: a model that never calls a tool has a false-call rate of 0 and asks
 # every time, and a model that calls on every question has perfect tool-name accuracy on tool
 # questions. Only the whole row says whether the assistant knows *when* to call. And read them
-# with their counts: on these twelve dialogues the shipped model meets all three targets, on the
-# 60 of the evaluation ("Three stages" below) it does not. Twelve items are too few to judge by.
+# with their counts: on these twelve dialogues the shipped model gets every order call and both
+# sums right, and calls no tool for either stock question (80% of the calls right: one question
+# fewer and the rate would be 70%, one more 90%). Twelve items are too few to judge by; the 60 of
+# the evaluation ("Three stages" below) and the 180 of the whole split are the figures to read.
 #
 # ## 11. Failure analysis
 #
@@ -753,7 +755,7 @@ result = check_value("repeat_losses", repeats["chat"], induction.repeat_losses(c
 stage2_first, stage2_second = repeats["chat_stage2"]
 assert base_first > 2 * math.log(34) and base_second > 0.9 * base_first, repeats   # base_long: no easier the 2nd time
 assert stage2_second < 0.03 * stage2_first, repeats                                  # stage 2: the 2nd copy nearly free
-assert abs(chat_second / chat_first - 0.23) < 0.02, repeats                          # stage 3: still cheap, less so
+assert abs(chat_second / chat_first - 0.39) < 0.02, repeats                          # stage 3: still cheap, less so
 print("base_long pays as much for the second copy as for the first; the chat models copy it")
 
 # %% [markdown]
@@ -764,8 +766,8 @@ print("base_long pays as much for the second copy as for the first; the chat mod
 # formed. An order id never seen in training is exactly what memorising cannot give.
 #
 # The chat models copy: the second copy costs a small fraction of the first, about 2% for stage 2,
-# which trained on copy blocks to its last step, and about a quarter for the shipped stage 3,
-# whose 800 steps had none (the circuit stays, blunter on random strings; the ids of its tool calls
+# which trained on copy blocks to its last step, and about two fifths for the shipped stage 3,
+# whose 1,200 steps had none (the circuit stays, blunter on random strings; the ids of its tool calls
 # are still copied right, section 10). Fine-tuning on the dialogues alone did not do that. The course's first chat
 # models were trained on the same tool dialogues and paid as much for the second copy as for the
 # first; they wrote the format of a call perfectly and an order id of their own (`configs/chat_stage1.toml` records those runs, f and g, and the
@@ -924,9 +926,8 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # and `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
 # trained on need no tool. That was the false-call rate of section 10 before stage 3. The shipped
 # stage 3, whose 1,200 steps were tool dialogues and stories only ("Three stages" below), answers nearly
-# all of them alone and after the stories, and most after the tools message; the price questions it gets
-# wrong there it sends to `calculate` ("一罐绿茶几块钱？" does read like a sum) or answers with
-# another product's price. It never asks for an order id.
+# all of them alone and after the stories, and most after the tools message, with no tool call
+# and no request for an order id among them.
 #
 # ### Three stages
 #
@@ -972,9 +973,9 @@ assert stage3["sft"]["fresh_tool_dialogues"] == 45000 and stage3["sft"]["fresh_t
 assert stage3["sft"]["more_tool_phrasings"] and not stage2["sft"].get("more_tool_phrasings")
 assert stage2["copy_blocks"] > 0 and stage3["copy_blocks"] == stage3["tools_recall_blocks"] == 0
 assert all(r["tool_items"] == 50 and r["no_tool_items"] == 10 for r in stages.values())
-expected = {"tool_name_accuracy": (0.72, 0.82, 0.88), "argument_exact_match": (0.38, 0.62, 0.82),
-            "false_call_rate": (0.80, 0.50, 0.00), "asks_without_calling": (0.30, 1.00, 1.00),
-            "observation_in_answer": (0.061, 0.388, 0.796)}
+expected = {"tool_name_accuracy": (0.72, 0.82, 0.82), "argument_exact_match": (0.38, 0.62, 0.74),
+            "false_call_rate": (0.80, 0.50, 0.10), "asks_without_calling": (0.30, 1.00, 1.00),
+            "observation_in_answer": (0.061, 0.388, 0.755)}
 for column, figures in expected.items():
     measured = [row[column] for row in stages.values()]
     assert all(abs(m - f) < 0.01 for m, f in zip(measured, figures)), (column, measured)
@@ -989,7 +990,7 @@ def right_calls_of(folder, intent):
 by_intent = {folder: {i: right_calls_of(folder, i) for i in ("stock", "total")}
              for folder in ("chat_stage1", "chat_stage2", "chat")}
 print("exactly right calls of 10:", by_intent)
-assert by_intent["chat_stage2"]["total"] <= 1 and by_intent["chat"]["total"] == 7 and by_intent["chat"]["stock"] <= 5
+assert by_intent["chat_stage2"]["total"] <= 1 and by_intent["chat"]["total"] == 6 and by_intent["chat"]["stock"] == 2
 
 # Sums, teacher-forced: stage 2 and the shipped stage 3 fed the right dialogues of 12 *training* sums.
 # The digits of an expression (counts and prices, one token each) are what a model must read from
@@ -1005,13 +1006,13 @@ assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digi
 
 
 # %% [markdown]
-# Each stage is better than the one before on every tool figure (asks stays at 100% from stage 2
-# on), and the shipped model calls no
-# tool for any of these ten questions that need none (nor for any of the 30 of the whole held-out
-# split: the 5% target is met). Arguments and answers are closer to their targets (at least 85%
-# exact calls, at least 85% of answers using the observation) but not there. Where the shipped model stands, then
-# (the full table and the per-intent counts are in `data/checkpoints/chat/README.md`, "Known
-# problems"):
+# Each stage is better than the one before on every tool figure but one (stage 3 chooses the right
+# tool as often as stage 2, 82%; asks stays at 100% from stage 2 on). The shipped model calls a tool
+# for one of these ten questions that need none (on the 30 of the whole held-out split also one: 3%,
+# inside the 5% target). Arguments and answers are closer to their targets (at least 85% exact
+# calls, at least 85% of answers using the observation) but not there. Where the shipped model
+# stands, then (the whole split, a probe in phrasings no run trained on, and the per-intent counts
+# are in `data/checkpoints/chat/README.md`, "Known problems"):
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
 #   rate 100%), copying an order id it has never seen from the question into the call (the
 #   teacher-forced losses and the repeated strings above), asking for the id when the customer did
@@ -1019,18 +1020,19 @@ assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digi
 #   alone when no tool is needed. The course's first chat models could do none of the copying.
 # - **Half done**: writing a calculator expression from the question's amounts. Stage 2 wrote none
 #   of the held-out sums right (it wrote the commonest training amounts and prices instead); the
-#   shipped stage 3 writes 7 of these 10 (its README counts the whole split), and mostly drops or
+#   shipped stage 3 writes 6 of these 10 (its README counts the whole split), and mostly drops or
 #   changes one product of a three-product basket. Teacher-forced on training sums, the digits cost
-#   stage 2 about a nat each and stage 3 a quarter of that (above): 800 steps weighted towards
+#   stage 2 about a nat each and stage 3 an eighth of that (above): 1,200 steps weighted towards
 #   sums taught it to read counts and products once the tools are in front, not yet reliably (it
-#   gets many of its own training sums wrong too, the README's third known problem).
+#   gets some of its own training sums wrong too, the README's fourth known problem).
 # - **Not yet**: choosing `check_stock` for the held-out phrasings (Chinese stock questions such as
-#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call), and using the observation's
-#   values in every answer. A model of five million parameters trained on 1.6 M tokens of stories
-#   about a small world has little to read with. `configs/chat_stage1.toml`,
-#   `configs/chat_stage2.toml` and `configs/chat.toml` record each run that got here and what it
-#   changed (more fresh tool dialogues alone, run p, did not help); a larger model, trained on
-#   ordinary text, learns these skills anyway. The exercises below take the first steps.
+#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call, although three of the training-only
+#   phrasings ask with 剩), and using the observation's values in every answer. A model of five
+#   million parameters trained on 1.6 M tokens of stories about a small world has little to read
+#   with. `configs/chat_stage1.toml`, `configs/chat_stage2.toml` and `configs/chat.toml` record each
+#   run that got here and what it changed (more fresh tool dialogues alone, run p, did not help); a
+#   larger model, trained on ordinary text, learns these skills anyway. The exercises below take
+#   the first steps.
 
 # %% [markdown]
 # ## Exercises
