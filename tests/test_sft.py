@@ -259,27 +259,17 @@ def test_chat_config_loads_with_its_sft_table(tmp_path):
     config, sft = load_config("configs/chat.toml")
     assert sft.method == "full" and config.batch_size >= 1 and sft.max_length <= (sft.seq_length or 256)
     bad = tmp_path / "bad.toml"
-    bad.write_text("max_steps = 20\n[sft]\nmethod = 'magic'\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="method must be"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\ntools_story_blocks = -5\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"tools_story_blocks must be an int >= 0"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\nfresh_tool_weights = { stok = 2 }\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"fresh_tool_weights must map tool intents .* got \{'stok': 2\}"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\nfresh_tool_weights = { stock = 2 }\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"fresh_tool_dialogues is 0; set fresh_tool_dialogues"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\nmore_tool_phrasings = true\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\nfresh_tool_dialogues = 5\nmore_tool_phrasings = 1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"more_tool_phrasings must be true or false, got 1"):
-        load_config(bad)
-    bad.write_text("max_steps = 20\n[sft]\nlearning = 1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"unknown keys \['learning'\]"):
-        load_config(bad)
+    for sft_table, message in [
+            ("method = 'magic'", "method must be"),
+            ("tools_story_blocks = -5", r"tools_story_blocks must be an int >= 0"),
+            ("fresh_tool_weights = { stok = 2 }", r"fresh_tool_weights must map tool intents .* got \{'stok': 2\}"),
+            ("fresh_tool_weights = { stock = 2 }", r"fresh_tool_dialogues is 0; set fresh_tool_dialogues"),
+            ("more_tool_phrasings = true", r"more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0"),
+            ("fresh_tool_dialogues = 5\nmore_tool_phrasings = 1", r"more_tool_phrasings must be true or false, got 1"),
+            ("learning = 1", r"unknown keys \['learning'\]")]:
+        bad.write_text(f"max_steps = 20\n[sft]\n{sft_table}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=message):
+            load_config(bad)
 
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):

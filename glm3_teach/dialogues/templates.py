@@ -4,7 +4,8 @@ Taught in lesson 08 (why whole *templates* are held out) and used for lesson 09'
 dialogues. ``TEMPLATES`` maps intent -> language -> at least 12 phrasings (25 for plain intents); template *k* of
 every list (and opener, closer and order-id reply *k*) is held out when ``k % 5 == 2``
 (``is_heldout``): it appears only in the ``heldout`` split. ``compose`` wraps a question in an
-opener and a closer ("您好，" ... "谢谢！").
+opener and a closer ("您好，" ... "谢谢！"). ``MORE_TOOL_TEMPLATES`` holds more training-only phrasings of
+the tool questions, which only the fresh tool dialogues of lesson 09's third stage draw from.
 
 What it leaves out: spelling mistakes and mixed-language questions.
 """
