@@ -701,8 +701,9 @@ def _repeats(sft: dict[str, Any]) -> str:
     if repeats > 1:
         lines.append(f"- each tool dialogue {repeats} times an epoch (`tool_repeats`), the rest once\n")
     if fresh:
-        weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + \
-            " (`fresh_tool_weights`)" if weights else ""
+        weighted = ""
+        if weights:
+            weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + " (`fresh_tool_weights`)"
         more = " and the training-only `MORE_TOOL_TEMPLATES` (`more_tool_phrasings`)" if sft.get("more_tool_phrasings") else ""
         lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates{more}, with new ids and baskets "
                      f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored){weighted}\n")

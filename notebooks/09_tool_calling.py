@@ -971,6 +971,10 @@ assert stage2["config"]["lr"] == stage3["config"]["lr"] == 3e-4
 assert stage2["sft"]["fresh_tool_dialogues"] == 9280 and stage2["story_blocks"] == 5 * stage1["story_blocks"]
 assert stage3["sft"]["fresh_tool_dialogues"] == 45000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 3, "total": 4}
 assert stage3["sft"]["more_tool_phrasings"] and not stage2["sft"].get("more_tool_phrasings")
+from glm3_teach.dialogues import MORE_TOOL_TEMPLATES
+
+assert sum(len(p) for by_lang in MORE_TOOL_TEMPLATES.values() for p in by_lang.values()) == 80
+assert sum("剩" in p for p in MORE_TOOL_TEMPLATES["stock"]["zh"]) == 3     # "Not yet" below
 assert stage2["copy_blocks"] > 0 and stage3["copy_blocks"] == stage3["tools_recall_blocks"] == 0
 assert all(r["tool_items"] == 50 and r["no_tool_items"] == 10 for r in stages.values())
 expected = {"tool_name_accuracy": (0.72, 0.82, 0.82), "argument_exact_match": (0.38, 0.62, 0.74),
@@ -1002,14 +1006,14 @@ for name, model in (("chat_stage2", stage2_model), ("chat", chat_model)):
     digit_mean[name] = sum(losses) / len(losses)
 print(f"digits of {len(train_totals)} training sums, mean loss: " + ", ".join(f"{k} {v:.2f}" for k, v in digit_mean.items())
       + f" nats (a copied order id's digits: {id_mean:.2f})")
-assert 0.8 < digit_mean["chat_stage2"] < 1.2 and digit_mean["chat"] < 0.3 * digit_mean["chat_stage2"], digit_mean
+assert 0.8 < digit_mean["chat_stage2"] < 1.2 and abs(digit_mean["chat"] / digit_mean["chat_stage2"] - 1 / 8) < 0.03, digit_mean
 
 
 # %% [markdown]
 # Each stage is better than the one before on every tool figure but one (stage 3 chooses the right
 # tool as often as stage 2, 82%; asks stays at 100% from stage 2 on). The shipped model calls a tool
-# for one of these ten questions that need none (on the 30 of the whole held-out split also one: 3%,
-# inside the 5% target). Arguments and answers are closer to their targets (at least 85% exact
+# for one of these ten questions that need none (its README counts the whole held-out split, where
+# the 5% target is met). Arguments and answers are closer to their targets (at least 85% exact
 # calls, at least 85% of answers using the observation) but not there. Where the shipped model
 # stands, then (the whole split, a probe in phrasings no run trained on, and the per-intent counts
 # are in `data/checkpoints/chat/README.md`, "Known problems"):

@@ -175,7 +175,7 @@ def test_the_experiment_configs_load_and_chain_to_each_other():
         config, sft = load_config(path)
         exports[config.export_dir] = sft
         # from base_long, from an earlier probe, from stage 1 of the shipped chat model (runs n, o, p, r, s)
-        # or from its stage 2 (runs q, t, u, v)
+        # or from its stage 2 (runs q, t, u, v, x, y); run w and z continue run v
         assert sft.init_from in ("data/checkpoints/base_long", "data/checkpoints/chat_stage1", "data/checkpoints/chat_stage2") \
             or sft.init_from in exports, (path, sft.init_from)
     assert any(s.copy_blocks for s in exports.values()) and any(s.tools_recall_blocks for s in exports.values())

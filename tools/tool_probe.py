@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections import Counter
+from pathlib import Path
 
 PROBE = {
     "stock": {"zh": ("{p}还有的卖吗？", "你们那{p}还够不够？", "现在下单{p}有货发吗？", "{p}是不是没货了？"),
@@ -32,9 +31,9 @@ PROBE = {
 
 
 def probe_items(per_template: int = 3, seed: int = 0) -> list[dict]:
-    """The probe's tool dialogues, built by the course's own dialogue functions from the PROBE phrasings."""
+    """The probe's tool dialogues, built by the course's own ``tool_intent_dialogue`` from the PROBE phrasings."""
     from glm3_teach import stories
-    from glm3_teach.dialogues.tool_dialogues import order_dialogue, shop_tool_schemas, stock_dialogue, total_dialogue
+    from glm3_teach.dialogues import shop_tool_schemas, tool_intent_dialogue
 
     schemas, items = shop_tool_schemas(), []
     for intent, by_lang in PROBE.items():
@@ -42,42 +41,36 @@ def probe_items(per_template: int = 3, seed: int = 0) -> list[dict]:
             for k, template in enumerate(templates):
                 for n in range(per_template):
                     rng = stories.stable_rng(seed, "probe", intent, lang, k, n)
-                    if intent == "stock":
-                        messages, meta = stock_dialogue(template, lang, rng, "heldout")
-                    elif intent == "total":
-                        messages, meta = total_dialogue(template, lang, rng, "heldout")
-                    else:
-                        messages, meta = order_dialogue(intent, template, lang, rng, "heldout")
+                    messages, meta = tool_intent_dialogue(intent, template, lang, rng, "heldout")
                     meta = {"intent": intent, "lang": lang, "template": f"probe.{intent}.{lang}.{k}", "split": "probe", **meta}
                     items.append({"tools": schemas, "conversations": messages, "meta": meta})
     return items
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python tools/tool_probe.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a checkpoint folder, e.g. data/checkpoints/chat")
-    parser.add_argument("--per-template", type=int, default=3)
+    parser.add_argument("--per-template", type=int, default=3, help="times each phrasing is asked (default 3)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if not Path(args.model, "config.json").is_file():
+        parser.error(f"{args.model} is not a checkpoint folder (it has no config.json)")
+    if args.per_template < 1:
+        parser.error(f"--per-template must be 1 or more, got {args.per_template}")
     import torch
 
     from glm3_teach import load_pretrained, load_tokenizer
-    from glm3_teach.agent import tool_metrics
+    from glm3_teach.agent import by_intent, tool_metrics
 
     torch.set_num_threads(args.threads)
-    try:
-        model, tokenizer = load_pretrained(args.model, dtype=torch.float32), load_tokenizer(args.model)
-    except (OSError, ValueError) as error:
-        print(f"error: cannot load {args.model}: {error}", file=sys.stderr)
-        return 2
+    model, tokenizer = load_pretrained(args.model, dtype=torch.float32), load_tokenizer(args.model)
     metrics = tool_metrics(model, tokenizer, probe_items(args.per_template), ask_turns=False, return_results=True)
-    results = metrics.pop("results")
-    right = Counter(r["intent"] for r in results if r.get("call_ok"))
-    asked = Counter(r["intent"] for r in results)
-    metrics["right_calls"] = {intent: f"{right[intent]} of {asked[intent]}" for intent in asked}
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, ensure_ascii=False, indent=1))
+    intents = by_intent(metrics.pop("results"))   # call_ok: the exactly right calls of each intent
+    print(json.dumps({"model": args.model, **metrics, "by_intent": intents}, ensure_ascii=False, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from glm3_teach.errors import cli_main
+
+    raise SystemExit(cli_main("python tools/tool_probe.py", main))

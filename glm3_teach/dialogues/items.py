@@ -25,10 +25,8 @@ from glm3_teach.dialogues.templates import TEMPLATE_OF, compose, fill, templates
 from glm3_teach.dialogues.tool_dialogues import (
     NO_TOOL_INTENTS,
     TOOL_INTENTS,
-    order_dialogue,
     shop_tool_schemas,
-    stock_dialogue,
-    total_dialogue,
+    tool_intent_dialogue,
 )
 from glm3_teach.dialogues.translation import translate_turn
 
@@ -103,12 +101,7 @@ def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random, more: 
         tid, messages, meta = single_turn(base, lang, split, rng, None)
         return tid, messages, {**meta, "base_intent": base}
     tid, template = rng.choice(templates_for(TEMPLATE_OF.get(intent, intent), lang, split, more))
-    if intent in ("order_status", "order_ask", "order_error"):
-        messages, meta = order_dialogue(intent, template, lang, rng, split)
-    elif intent == "stock":
-        messages, meta = stock_dialogue(template, lang, rng, split)
-    else:
-        messages, meta = total_dialogue(template, lang, rng, split)
+    messages, meta = tool_intent_dialogue(intent, template, lang, rng, split)
     return tid, messages, meta
 
 

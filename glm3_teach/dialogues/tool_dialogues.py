@@ -160,5 +160,14 @@ def total_dialogue(template: str, lang: str, rng: random.Random, split: str) -> 
                          lambda obs: total_answer(basket, obs, lang))
 
 
+def tool_intent_dialogue(intent: str, template: str, lang: str, rng: random.Random, split: str) -> tuple[list[dict], dict]:
+    """The dialogue of a tool intent (not ``no_tool``) whose question is ``template``: (messages, meta)."""
+    if intent in ("order_status", "order_ask", "order_error"):
+        return order_dialogue(intent, template, lang, rng, split)
+    if intent == "stock":
+        return stock_dialogue(template, lang, rng, split)
+    return total_dialogue(template, lang, rng, split)
+
+
 TOOL_INTENTS = ("order_status", "order_ask", "order_error", "stock", "total", "no_tool")
 NO_TOOL_INTENTS = SHOP_INTENTS + ("greeting", "thanks")  # asked while the tools are offered
