@@ -369,7 +369,8 @@ class SFTConfig:
     tool_repeats: int = 1                      # times each kept tool dialogue is in an epoch (upsampling)
     fresh_tool_dialogues: int = 0              # more tool dialogues drawn afresh (dialogues.fresh_tool_items; 0 = none)
     fresh_tool_weights: dict[str, float] = field(default_factory=dict)  # their shares: intent -> x TRAIN_COUNTS
-    more_tool_phrasings: bool = False          # their questions also from dialogues.MORE_TOOL_TEMPLATES (train only)
+    more_tool_phrasings: bool | int = False    # their questions also from dialogues.MORE_TOOL_SETS (train only):
+                                               # true = MORE_TOOL_TEMPLATES, 2 = that and SECOND_TOOL_TEMPLATES
     story_blocks: int = 0                      # blocks of pretraining text mixed in (0 = none)
     story_block_size: int = 128                # tokens per mixed-in block
     tools_story_blocks: int = 0                # more blocks, each read after the tools system message (0 = none)
@@ -407,8 +408,9 @@ class SFTConfig:
         if self.fresh_tool_weights and not self.fresh_tool_dialogues:
             raise ValueError("[sft] fresh_tool_weights weighs the fresh tool dialogues, but fresh_tool_dialogues is 0; "
                              "set fresh_tool_dialogues (e.g. 20000) or drop fresh_tool_weights")
-        if not isinstance(self.more_tool_phrasings, bool):
-            raise ValueError(f"[sft] more_tool_phrasings must be true or false, got {self.more_tool_phrasings!r}")
+        if self.more_tool_phrasings not in (False, True, 2) or isinstance(self.more_tool_phrasings, float):
+            raise ValueError(f"[sft] more_tool_phrasings must be true, false or 2 (2: MORE_TOOL_TEMPLATES and "
+                             f"SECOND_TOOL_TEMPLATES), got {self.more_tool_phrasings!r}")
         if self.more_tool_phrasings and not self.fresh_tool_dialogues:
             raise ValueError("[sft] more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0; "
                              "set fresh_tool_dialogues (e.g. 20000) or drop more_tool_phrasings")
@@ -704,7 +706,9 @@ def _repeats(sft: dict[str, Any]) -> str:
         weighted = ""
         if weights:
             weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + " (`fresh_tool_weights`)"
-        more = " and the training-only `MORE_TOOL_TEMPLATES` (`more_tool_phrasings`)" if sft.get("more_tool_phrasings") else ""
+        sets = ("", " and the training-only `MORE_TOOL_TEMPLATES`",
+                " and the training-only `MORE_TOOL_TEMPLATES` and `SECOND_TOOL_TEMPLATES`")
+        more = sets[int(sft.get("more_tool_phrasings", 0))] + (" (`more_tool_phrasings`)" if sft.get("more_tool_phrasings") else "")
         lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates{more}, with new ids and baskets "
                      f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored){weighted}\n")
     return "".join(lines)

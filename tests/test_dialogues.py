@@ -402,33 +402,43 @@ def test_fresh_tool_weights_change_the_shares_and_bad_weights_are_refused():
 def test_more_tool_templates_are_training_only_and_nearer_a_training_template_than_a_heldout_one():
     from difflib import SequenceMatcher
 
-    from glm3_teach.dialogues import MORE_TOOL_TEMPLATES, TEMPLATES, is_heldout, templates_for
+    from glm3_teach.dialogues import MORE_TOOL_SETS, TEMPLATES, is_heldout, templates_for
 
     slots = {"order_status": {"{id}"}, "order_ask": set(), "stock": {"{p}", "{m}"}, "total": {"{items}"}}
+    probe = _tool_probe().PROBE
 
     def bare(t):   # the wording without its slots
         return re.sub(r"\{\w+\}", "", t)
 
-    for intent, by_lang in MORE_TOOL_TEMPLATES.items():
-        for lang, more in by_lang.items():
-            course = TEMPLATES[intent][lang]
-            held = [bare(t) for k, t in enumerate(course) if is_heldout(k)]
-            train = [bare(t) for k, t in enumerate(course) if not is_heldout(k)]
-            assert len(more) >= 6 and len(set(more)) == len(more) and not set(more) & set(course), (intent, lang)
-            for t in more:
-                named = set(re.findall(r"\{\w+\}", t))
-                assert named <= slots[intent] and ("{m}" not in named or "{p}" in named), (t, named)
-                if intent in ("order_status", "stock", "total"):
-                    assert named & slots[intent] - {"{m}"}, f"{t!r} lacks its slot"
-                # written afresh: nearer some training template than any held-out one (so it adds no held-out wording)
-                near_held = max(SequenceMatcher(None, bare(t), h).ratio() for h in held)
-                near_train = max(SequenceMatcher(None, bare(t), h).ratio() for h in train)
-                assert near_held < near_train, (t, near_held, near_train)
-            for split in ("val", "heldout"):   # only the train split ever draws them
-                assert templates_for(intent, lang, split, more=True) == templates_for(intent, lang, split)
-            rows = templates_for(intent, lang, "train", more=True)
-            assert rows[:len(templates_for(intent, lang, "train"))] == templates_for(intent, lang, "train")
-            assert [t for _, t in rows[-len(more):]] == list(more) and rows[-1][0] == f"{intent}.{lang}.m{len(more) - 1:02d}"
+    assert [letter for letter, _ in MORE_TOOL_SETS] == ["m", "n"]
+    for number, (letter, phrasings) in enumerate(MORE_TOOL_SETS, start=1):
+        for intent, by_lang in phrasings.items():
+            for lang, more in by_lang.items():
+                course = TEMPLATES[intent][lang]
+                earlier = [t for _, s in MORE_TOOL_SETS[:number - 1] for t in s.get(intent, {}).get(lang, ())]
+                held = [bare(t) for k, t in enumerate(course) if is_heldout(k)]
+                train = [bare(t) for k, t in enumerate(course) if not is_heldout(k)] + [bare(t) for t in earlier]
+                # set 1 was written before the probe; set 2 after it, so it keeps away from the probe's phrasings too
+                held += [bare(t) for t in probe.get(intent, {}).get(lang, ())] if number > 1 else []
+                assert len(more) >= 6 and len(set(more)) == len(more), (intent, lang)
+                assert not set(more) & (set(course) | set(earlier)), (intent, lang, set(more) & (set(course) | set(earlier)))
+                for t in more:
+                    named = set(re.findall(r"\{\w+\}", t))
+                    assert named <= slots[intent] and ("{m}" not in named or "{p}" in named), (t, named)
+                    if intent in ("order_status", "stock", "total"):
+                        assert named & slots[intent] - {"{m}"}, f"{t!r} lacks its slot"
+                    # written afresh: nearer some training template than any held-out one (so it adds no held-out wording)
+                    near_held = max(SequenceMatcher(None, bare(t), h).ratio() for h in held)
+                    near_train = max(SequenceMatcher(None, bare(t), h).ratio() for h in train)
+                    assert near_held < near_train, (t, near_held, near_train)
+                for split in ("val", "heldout"):   # only the train split ever draws them
+                    assert templates_for(intent, lang, split, more=number) == templates_for(intent, lang, split)
+                rows = templates_for(intent, lang, "train", more=number)
+                assert rows[:len(templates_for(intent, lang, "train", more=number - 1))] == \
+                    templates_for(intent, lang, "train", more=number - 1)
+                assert [t for _, t in rows[-len(more):]] == list(more)
+                assert rows[-1][0] == f"{intent}.{lang}.{letter}{len(more) - 1:02d}"
+    assert templates_for("stock", "zh", "train", more=True) == templates_for("stock", "zh", "train", more=1)
 
 
 def test_fresh_tool_items_with_more_phrasings_draw_the_more_templates_too():
@@ -440,6 +450,11 @@ def test_fresh_tool_items_with_more_phrasings_draw_the_more_templates_too():
     worded = [i for i in more if ".m" in i["meta"]["template"]]
     assert 100 < len(worded) < 300 and {i["meta"]["intent"] for i in worded} >= {"stock", "total", "order_status"}
     assert all(i["meta"]["split"] == "train" for i in more)
+    both = fresh_tool_items(600, 0, more_phrasings=2)
+    assert Counter(i["meta"]["intent"] for i in both) == Counter(i["meta"]["intent"] for i in plain)
+    second = [i for i in both if ".n" in i["meta"]["template"]]
+    assert 60 < len(second) < 250 and {i["meta"]["intent"] for i in second} == {"stock", "total"}
+    assert any(".m" in i["meta"]["template"] for i in both)
 
 
 def test_fresh_tool_items_of_another_seed_are_other_dialogues():
@@ -450,17 +465,23 @@ def test_fresh_tool_items_of_another_seed_are_other_dialogues():
     assert len(a & b) < 30   # stock and no_tool questions have few forms; ids and baskets differ
 
 
-def test_the_tool_probe_asks_phrasings_the_course_never_trains_or_holds_out():
+def _tool_probe():
+    """tools/tool_probe.py as a module (it is a script, not part of the package)."""
     import importlib.util
-
-    from glm3_teach.dialogues import MORE_TOOL_TEMPLATES, TEMPLATES
 
     spec = importlib.util.spec_from_file_location("tool_probe", REPO_ROOT / "tools" / "tool_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
+    return probe
+
+
+def test_the_tool_probe_asks_phrasings_the_course_never_trains_or_holds_out():
+    from glm3_teach.dialogues import MORE_TOOL_SETS, TEMPLATES
+
+    probe = _tool_probe()
     for intent, by_lang in probe.PROBE.items():
         for lang, phrasings in by_lang.items():
-            known = set(TEMPLATES[intent][lang]) | set(MORE_TOOL_TEMPLATES[intent][lang])
+            known = set(TEMPLATES[intent][lang]) | {t for _, s in MORE_TOOL_SETS for t in s.get(intent, {}).get(lang, ())}
             assert not set(phrasings) & known, (intent, lang, set(phrasings) & known)
     items = probe.probe_items(per_template=2)
     assert len(items) == 2 * sum(len(p) for by_lang in probe.PROBE.values() for p in by_lang.values())

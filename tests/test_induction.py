@@ -174,10 +174,11 @@ def test_the_experiment_configs_load_and_chain_to_each_other():
     for path in sorted(Path("configs/experiments").glob("chat_*.toml")):
         config, sft = load_config(path)
         exports[config.export_dir] = sft
-        # from base_long, from an earlier probe, from stage 1 of the shipped chat model (runs n, o, p, r, s)
-        # or from its stage 2 (runs q, t, u, v, x, y); run w and z continue run v
-        assert sft.init_from in ("data/checkpoints/base_long", "data/checkpoints/chat_stage1", "data/checkpoints/chat_stage2") \
-            or sft.init_from in exports, (path, sft.init_from)
+        # from base_long, from an earlier probe, from stage 1 of the shipped chat model (runs n, o, p, r, s),
+        # from its stage 2 (runs q, t, u, v, x, y, aa) or from run y, data/checkpoints/chat when runs ab
+        # and ac were made; runs w and z continue run v
+        assert sft.init_from in ("data/checkpoints/base_long", "data/checkpoints/chat_stage1", "data/checkpoints/chat_stage2",
+                                 "data/checkpoints/chat") or sft.init_from in exports, (path, sft.init_from)
     assert any(s.copy_blocks for s in exports.values()) and any(s.tools_recall_blocks for s in exports.values())
 
 

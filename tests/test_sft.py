@@ -265,7 +265,7 @@ def test_chat_config_loads_with_its_sft_table(tmp_path):
             ("fresh_tool_weights = { stok = 2 }", r"fresh_tool_weights must map tool intents .* got \{'stok': 2\}"),
             ("fresh_tool_weights = { stock = 2 }", r"fresh_tool_dialogues is 0; set fresh_tool_dialogues"),
             ("more_tool_phrasings = true", r"more_tool_phrasings words the fresh tool dialogues, but fresh_tool_dialogues is 0"),
-            ("fresh_tool_dialogues = 5\nmore_tool_phrasings = 1", r"more_tool_phrasings must be true or false, got 1"),
+            ("fresh_tool_dialogues = 5\nmore_tool_phrasings = 3", r"more_tool_phrasings must be true, false or 2 .*got 3"),
             ("learning = 1", r"unknown keys \['learning'\]")]:
         bad.write_text(f"max_steps = 20\n[sft]\n{sft_table}\n", encoding="utf-8")
         with pytest.raises(ValueError, match=message):
@@ -429,6 +429,7 @@ def test_fresh_tool_dialogues_join_the_training_set_and_are_checked(monkeypatch)
     assert "- 12 more tool dialogues drawn afresh" in _repeats({"fresh_tool_dialogues": 12}) and not _repeats({})
     assert "MORE_TOOL_TEMPLATES" in _repeats({"fresh_tool_dialogues": 12, "more_tool_phrasings": True})
     assert "MORE_TOOL_TEMPLATES" not in _repeats({"fresh_tool_dialogues": 12})
+    assert "`MORE_TOOL_TEMPLATES` and `SECOND_TOOL_TEMPLATES`" in _repeats({"fresh_tool_dialogues": 12, "more_tool_phrasings": 2})
     with pytest.raises(ValueError, match=r"fresh_tool_dialogues must be an int >= 0 \(0 = none\), got -1"):
         SFTConfig(fresh_tool_dialogues=-1)
 

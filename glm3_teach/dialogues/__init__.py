@@ -110,10 +110,12 @@ from glm3_teach.dialogues.sft_format import (
 )
 from glm3_teach.dialogues.templates import (
     CLOSERS,
+    MORE_TOOL_SETS,
     MORE_TOOL_TEMPLATES,
     OOD_TOPICS,
     OPENERS,
     ORDER_ID_REPLIES,
+    SECOND_TOOL_TEMPLATES,
     TEMPLATE_OF,
     TEMPLATES,
     TOOL_TEMPLATES,
@@ -179,7 +181,9 @@ __all__ = [
     "LANGS",
     "MAX_PAIR_CHARS_ZH",
     "MAX_PAIR_WORDS_EN",
+    "MORE_TOOL_SETS",
     "MORE_TOOL_TEMPLATES",
+    "SECOND_TOOL_TEMPLATES",
     "NO_TOOL_INTENTS",
     "OOD_TOPICS",
     "OPENERS",

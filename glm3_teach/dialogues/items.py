@@ -94,8 +94,8 @@ def plain_dialogue(intent: str, lang: str, split: str, rng: random.Random, pairs
     return tid, messages, meta
 
 
-def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random, more: bool = False) -> tuple[str, list[dict], dict]:
-    """A tool intent's dialogue; ``more``: train questions also drawn from MORE_TOOL_TEMPLATES (templates_for)."""
+def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random, more: int = 0) -> tuple[str, list[dict], dict]:
+    """A tool intent's dialogue; ``more``: train questions also drawn from that many MORE_TOOL_SETS (templates_for)."""
     if intent == "no_tool":
         base = rng.choice(NO_TOOL_INTENTS)
         tid, messages, meta = single_turn(base, lang, split, rng, None)
@@ -105,7 +105,7 @@ def tool_dialogue(intent: str, lang: str, split: str, rng: random.Random, more: 
     return tid, messages, meta
 
 
-def make_item(intent: str, lang: str, split: str, rng: random.Random, pairs=None, schemas=None, more: bool = False) -> dict:
+def make_item(intent: str, lang: str, split: str, rng: random.Random, pairs=None, schemas=None, more: int = 0) -> dict:
     """One dialogue of ``intent`` in ``lang`` for ``split``, with its meta (``more``: see ``tool_dialogue``)."""
     if intent in TOOL_INTENTS:
         tid, messages, extra = tool_dialogue(intent, lang, split, rng, more)

@@ -461,6 +461,32 @@ MORE_TOOL_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# A second set, written for lesson 09's stage 3 after run y: run y still answered Chinese stock questions with
+# 剩 or 多少 and English ones about the shop's stock with a price or the address. More ways of asking about
+# stock (and totals), none equal to or nearer a held-out template or a probe phrasing (tools/tool_probe.py)
+# than a training one (tests/test_dialogues.py measures it). ``[sft] more_tool_phrasings = 2`` draws both sets.
+SECOND_TOOL_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "stock": {
+        "zh": ("{p}库存还剩几{m}？", "帮我看下{p}还有多少库存。", "{p}目前还有库存吗？", "请问{p}卖没卖完？", "查一下{p}的存货数量。",
+               "{p}有没有卖完？", "{p}还有现货吗？", "你们家{p}还有货没？", "{p}库存充足吗？", "我想看看{p}的库存情况。",
+               "{p}今天还有吗？", "{p}的库存数是多少？", "{p}的现货剩几{m}了？", "{p}是否有货？", "查询{p}库存。",
+               "{p}有多少现货？", "{p}货源还有吗？", "请帮忙查{p}还有多少。", "麻烦查查{p}的库存。", "{p}还有得买吗？"),
+        "en": ("Are there still some {p} in stock?", "Can you tell me if the {p} is in stock?", "Is the {p} out of stock?",
+               "What's left of the {p}?", "I'd like to buy the {p}. Do you have it in stock?", "Please see how many {p} are in stock.",
+               "Are you still stocking the {p}?", "Is there any {p} left?", "How much stock of the {p} is there?",
+               "Has the {p} run out?", "Any {p} remaining?", "Is the {p} still in stock?", "Can you check the stock of {p}?"),
+    },
+    "total": {
+        "zh": ("{items}，总计多少钱？", "帮我把{items}的价钱加起来。", "{items}一共是多少钱呢？", "付款的话，{items}多少钱？",
+               "我打算买{items}，请算下总价。", "计算一下{items}的价格。", "{items}全部多少钱？", "{items}总额多少？"),
+        "en": ("What's the price of {items} altogether?", "Sum up {items} for me, please.", "How much will {items} cost?",
+               "Please calculate {items}.", "What's the bill for {items}?", "Give me the total for {items}.",
+               "How much altogether for {items}?", "Price for {items}, please."),
+    },
+}
+MORE_TOOL_SETS = (("m", MORE_TOOL_TEMPLATES), ("n", SECOND_TOOL_TEMPLATES))  # (id letter, phrasings): set 1, set 2
+
+
 ORDER_ID_REPLIES = {"zh": ("{id}", "订单号是{id}。", "是{id}", "我的订单号：{id}", "单号{id}，谢谢。", "{id}，麻烦了。",
                            "好的，{id}", "订单号{id}"),
                     "en": ("{id}", "It's {id}.", "My order number is {id}.", "{id}, thanks.", "Order {id}.",
@@ -477,14 +503,17 @@ def template_id(intent: str, lang: str, index: int) -> str:
     return f"{intent}.{lang}.{index:02d}"
 
 
-def templates_for(intent: str, lang: str, split: str, more: bool = False) -> list[tuple[str, str]]:
+def templates_for(intent: str, lang: str, split: str, more: int = 0) -> list[tuple[str, str]]:
     """(template id, template) pairs a split draws from: training templates for train/val, held-out for heldout.
 
-    ``more``: the train split also draws from ``MORE_TOOL_TEMPLATES`` (ids like "stock.zh.m03").
+    ``more``: the train split also draws from the first ``more`` sets of ``MORE_TOOL_SETS`` (0, 1 or 2;
+    ``True`` is 1): ``MORE_TOOL_TEMPLATES`` (ids like "stock.zh.m03"), then ``SECOND_TOOL_TEMPLATES``
+    ("stock.zh.n03").
     """
     rows = [(template_id(intent, lang, k), t) for k, t in enumerate(TEMPLATES[intent][lang])]
     keep_heldout = split == "heldout"
     chosen = [(tid, t) for k, (tid, t) in enumerate(rows) if is_heldout(k) == keep_heldout]
-    if more and split == "train":
-        chosen += [(f"{intent}.{lang}.m{k:02d}", t) for k, t in enumerate(MORE_TOOL_TEMPLATES.get(intent, {}).get(lang, ()))]
+    if split == "train":
+        for letter, phrasings in MORE_TOOL_SETS[:int(more)]:
+            chosen += [(f"{intent}.{lang}.{letter}{k:02d}", t) for k, t in enumerate(phrasings.get(intent, {}).get(lang, ()))]
     return chosen

@@ -40,10 +40,10 @@ def conversation_key(item: dict) -> str:
 
 
 def make_group(intent: str, lang: str, split: str, count: int, seed: int, pairs, schemas, avoid: dict,
-               more: bool = False) -> list[dict]:
+               more: int = 0) -> list[dict]:
     """``count`` distinct items of one intent and language; none equal to one in ``avoid`` (train's keys).
 
-    ``more``: tool questions of the train split also drawn from MORE_TOOL_TEMPLATES (``fresh_tool_items``).
+    ``more``: tool questions of the train split also drawn from that many MORE_TOOL_SETS (``fresh_tool_items``).
     """
     group, seen, number = [], {}, 0
     while len(group) < count and number < 40 * count:
@@ -92,11 +92,12 @@ def check_fresh_tool_weights(weights: Any) -> None:
 
 
 def fresh_tool_items(count: int, seed: int, avoid: dict | None = None, weights: dict | None = None,
-                     more_phrasings: bool = False) -> list[dict]:
+                     more_phrasings: int = 0) -> list[dict]:
     """``count`` more training tool dialogues, drawn afresh: the training templates with new ids, baskets
     and openers, in the shares of ``TRAIN_COUNTS`` (each tool intent's count times ``weights[intent]``,
     default 1); none equal to a conversation in ``avoid``. ``more_phrasings``: the questions are also
-    drawn from ``MORE_TOOL_TEMPLATES`` (training-only phrasings written after data/sft was made).
+    drawn from the first ``more_phrasings`` of ``MORE_TOOL_SETS`` (training-only phrasings written after
+    data/sft was made: 1 = ``MORE_TOOL_TEMPLATES``, 2 = that and ``SECOND_TOOL_TEMPLATES``).
 
     ``[sft] fresh_tool_dialogues`` mixes them into a run, so the model sees many ids once instead of
     the same ids many times. They are named ``fresh{seed}`` (not the data's seed), so no stream repeats
