@@ -464,12 +464,12 @@ def heldout_plain(folder):
 earlier = {folder: heldout_plain(folder) for folder in ("chat_stage1", "chat_stage2")}
 print("earlier stages, held-out facts:", {k: f"{v:.1%}" for k, v in earlier.items()})
 assert abs(earlier["chat_stage1"] - 0.767) < 0.001 and abs(earlier["chat_stage2"] - 0.798) < 0.001
-assert abs(heldout_all["fact_accuracy"] - 0.800) < 0.001 and earlier["chat_stage1"] < heldout_all["fact_accuracy"]
-assert abs(heldout_all["fact_accuracy"] - earlier["chat_stage2"] - 0.002) < 0.001   # stage 3 keeps stage 2's level
+assert abs(heldout_all["fact_accuracy"] - 0.816) < 0.001 and earlier["chat_stage1"] < heldout_all["fact_accuracy"]
+assert abs(heldout_all["fact_accuracy"] - earlier["chat_stage2"] - 0.018) < 0.001   # stage 3: a little above stage 2
 tool_row = full_rows[("chat", "heldout tools", "all")]   # the README's known problems, from the same file
 right_calls = Counter(r["intent"] for r in full["replies"] if r["split"] == "heldout tools" and r.get("call_ok"))
-assert tool_row["no_tool_items"] == 10 and abs(tool_row["false_call_rate"] - 0.1) < 1e-9 and right_calls["order_error"] == 10
-assert (right_calls["stock"], right_calls["total"]) == (2, 6) and abs(tool_row["observation_in_answer"] - 0.755) < 0.01
+assert tool_row["no_tool_items"] == 10 and tool_row["false_call_rate"] == 0 and right_calls["order_error"] == 10
+assert (right_calls["stock"], right_calls["total"]) == (3, 6) and abs(tool_row["observation_in_answer"] - 0.735) < 0.01
 
 
 # %% [markdown]
@@ -479,12 +479,13 @@ assert (right_calls["stock"], right_calls["total"]) == (2, 6) and abs(tool_row["
 # ("我下班后过去，你们还开着吗？几点关门？"), which is what a question from a real customer is like
 # (the model fine-tuned from the 256-token base scored 81% on the old ones and 72% on the new).
 # Stage 2 raised held-out accuracy a little (stage 1 alone: 76.7% of the 480, stage 2 79.8%); the
-# shipped stage 3 keeps it (80.0%), although its 1,200 steps were spent mostly on tool dialogues.
+# shipped stage 3 raises it a little more (81.6%), although its 1,200 steps were spent mostly on tool
+# dialogues.
 # The README also records what this checkpoint does *not* do yet. On its 60 held-out tool
-# dialogues it calls the order tool with the id copied from the question, and calls a tool for one
-# of the 10 questions that need none, but it calls the stock tool right for only 2 of the 10 stock
+# dialogues it calls the order tool with the id copied from the question, and calls no tool for the
+# 10 questions that need none, but it calls the stock tool right for only 3 of the 10 stock
 # questions, writes 6 of the 10 sums for the calculator right, and a quarter of its answers do not
-# use the tool's result (lesson 09 measures all of it).
+# use the tool's result (lesson 09 measures all of it, on these and on all 180 held-out tool dialogues).
 #
 # ### Forgetting
 #
@@ -517,13 +518,13 @@ for lang in ("zh", "en"):
     assert abs((c / b - 1) - readme_rise) < 0.15
 assert abs(rises(stage1)["en"] - 0.105) < 0.005 and rises(stage1)["zh"] < 0.10   # stage 1: English just past +10%
 assert abs(rises(stage2)["zh"] - 0.052) < 0.005 and abs(rises(stage2)["en"] - 0.027) < 0.005   # stage 2: well inside
-assert abs(rises(record)["zh"] + 0.038) < 0.005 and abs(rises(record)["en"] + 0.030) < 0.005   # stage 3: below base_long
+assert abs(rises(record)["zh"] + 0.031) < 0.005 and abs(rises(record)["en"] + 0.029) < 0.005   # stage 3: below base_long
 
 # %% [markdown]
 # Stage 1 alone left English at +10.5% on the README's 100 stories, just past the +10% the course
 # allows; stage 2, with five times as many story blocks in fewer, gentler steps, brings both
 # languages back well inside it (+5.2% and +2.7% against `base_long`), and stage 3, which trains on
-# tool dialogues and stories alone, leaves them a little below `base_long` (-3.8% and -3.0%: no
+# tool dialogues and stories alone, leaves them a little below `base_long` (-3.1% and -2.9%: no
 # forgetting left on these stories; 12,000 more story blocks are more pretraining too). Forgetting took two remedies
 # together in the first recipes. The first (200 story blocks, 11% of the tokens, lr 1e-3, 150
 # steps) raised the stories' bits per byte by 30% (zh) and 45% (en); 800 blocks at lr 5e-4 still

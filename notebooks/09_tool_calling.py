@@ -627,7 +627,7 @@ right_calls = collections.Counter(r["intent"] for r in results if r.get("call_ok
 print("exactly right calls, by intent:", dict(right_calls))
 assert metrics["parse_rate"] == 1.0 and sum(right_calls.values()) >= 3
 assert all(right_calls[i] == 2 for i in ("order_status", "order_ask", "order_error"))   # every order call right
-assert right_calls["stock"] == 0 and right_calls["total"] == 2         # both sums here, neither stock question
+assert right_calls["stock"] == 1 and right_calls["total"] == 2         # both sums here, one of the stock questions
 
 
 # %% [markdown]
@@ -635,8 +635,8 @@ assert right_calls["stock"] == 0 and right_calls["total"] == 2         # both su
 # every time, and a model that calls on every question has perfect tool-name accuracy on tool
 # questions. Only the whole row says whether the assistant knows *when* to call. And read them
 # with their counts: on these twelve dialogues the shipped model gets every order call and both
-# sums right, and calls no tool for either stock question (80% of the calls right: one question
-# fewer and the rate would be 70%, one more 90%). Twelve items are too few to judge by; the 60 of
+# sums right, and one of the two stock questions (90% of the calls right: one question fewer and
+# the rate would be 80%, one more 100%). Twelve items are too few to judge by; the 60 of
 # the evaluation ("Three stages" below) and the 180 of the whole split are the figures to read.
 #
 # ## 11. Failure analysis
@@ -900,8 +900,8 @@ stories, tools_first = "after ~1,000 tokens of stories", "after the tools system
 two = {name: right[("chat_stage2", name)] for name in contexts}
 assert two["alone"] >= 10 and abs(two[stories] - len(plain) / 2) <= 2, two                      # stage 2: about half
 assert two[tools_first] <= 3 and calls[("chat_stage2", tools_first)] and asks[("chat_stage2", tools_first)], two
-assert right["alone"] >= 10 and right[stories] >= 10 and not calls["alone"], right               # stage 3: nearly all
-assert 6 <= right[tools_first] <= 10 and not asks[tools_first], (right, asks)                   # and most of them
+assert right["alone"] >= 10 and right[stories] >= 9 and not calls["alone"], right                # stage 3: most
+assert right[tools_first] >= 10 and not asks[tools_first], (right, asks)                        # and after the tools
 assert set(calls[tools_first]) <= {"calculate"} and right[tools_first] + len(calls[tools_first]) <= len(plain), calls
 tool_counts = collections.Counter(i["meta"]["expect_tool"]["name"] for i in train if i["meta"].get("expect_tool"))
 print("tools the training dialogues call:", dict(tool_counts.most_common()))
@@ -926,8 +926,8 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # and `calculate` are the tools of most of them), although about a fifth of the tool dialogues it
 # trained on need no tool. That was the false-call rate of section 10 before stage 3. The shipped
 # stage 3, whose 1,200 steps were tool dialogues and stories only ("Three stages" below), answers nearly
-# all of them alone and after the stories, and most after the tools message, with no tool call
-# and no request for an order id among them.
+# all of them alone and after the tools message, three in four after the stories, with no request
+# for an order id among them (at most a price question turned into a calculator call).
 #
 # ### Three stages
 #
@@ -941,11 +941,13 @@ print(f"after the stories {right['after ~1,000 tokens of stories']}/{len(plain)}
 # than stage 1 did. Its copy and recall blocks still took more than half of its steps. Stage 3
 # (`configs/chat.toml`) drops them (the copying is learned) and spends 1,200 more steps on stories
 # and 45,000 fresh tool dialogues, with the stock and total questions that stage 2 got wrong most
-# drawn three and four times as often as in the data (`[sft] fresh_tool_weights`), and their
-# questions worded also in 80 phrasings written for training only after the data was made
-# (`[sft] more_tool_phrasings`, `glm3_teach.dialogues.MORE_TOOL_TEMPLATES`; stage 2 had never read
-# 剩 or "left in stock" in a training question). A test checks that each of them is nearer one of
-# the training templates than any held-out one, so the held-out split stays held out. All three
+# drawn four times as often as in the data (`[sft] fresh_tool_weights`), and their questions
+# worded also in 129 phrasings written for training only after the data was made (`[sft]
+# more_tool_phrasings = 2`: `glm3_teach.dialogues.MORE_TOOL_TEMPLATES`, because stage 2 had never
+# read 剩 or "left in stock" in a training question, and `SECOND_TOOL_TEMPLATES`, more ways to ask
+# about stock, written after an earlier stage 3 still answered many stock questions with a price).
+# A test checks that each of them is nearer one of the training templates than any held-out one
+# (the second set: than any held-out template or probe phrasing), so the held-out split stays held out. All three
 # checkpoints were graded by the same command on the same 60 held-out tool dialogues (their
 # `evaluation.json`):
 
@@ -969,17 +971,18 @@ stage1, stage2, stage3 = recipe("chat_stage1"), recipe("chat_stage2"), recipe("c
 assert [r["config"]["max_steps"] for r in (stage1, stage2, stage3)] == [1400, 400, 1200]
 assert stage2["config"]["lr"] == stage3["config"]["lr"] == 3e-4
 assert stage2["sft"]["fresh_tool_dialogues"] == 9280 and stage2["story_blocks"] == 5 * stage1["story_blocks"]
-assert stage3["sft"]["fresh_tool_dialogues"] == 45000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 3, "total": 4}
-assert stage3["sft"]["more_tool_phrasings"] and not stage2["sft"].get("more_tool_phrasings")
-from glm3_teach.dialogues import MORE_TOOL_TEMPLATES
+assert stage3["sft"]["fresh_tool_dialogues"] == 45000 and stage3["sft"]["fresh_tool_weights"] == {"stock": 4, "total": 4}
+assert stage3["sft"]["more_tool_phrasings"] == 2 and not stage2["sft"].get("more_tool_phrasings")
+from glm3_teach.dialogues import MORE_TOOL_TEMPLATES, SECOND_TOOL_TEMPLATES
 
-assert sum(len(p) for by_lang in MORE_TOOL_TEMPLATES.values() for p in by_lang.values()) == 80
-assert sum("剩" in p for p in MORE_TOOL_TEMPLATES["stock"]["zh"]) == 3     # "Not yet" below
+assert [sum(len(p) for by_lang in t.values() for p in by_lang.values())
+        for t in (MORE_TOOL_TEMPLATES, SECOND_TOOL_TEMPLATES)] == [80, 49]
+assert sum("剩" in p for t in (MORE_TOOL_TEMPLATES, SECOND_TOOL_TEMPLATES) for p in t["stock"]["zh"]) == 5   # "Not yet" below
 assert stage2["copy_blocks"] > 0 and stage3["copy_blocks"] == stage3["tools_recall_blocks"] == 0
 assert all(r["tool_items"] == 50 and r["no_tool_items"] == 10 for r in stages.values())
-expected = {"tool_name_accuracy": (0.72, 0.82, 0.82), "argument_exact_match": (0.38, 0.62, 0.74),
-            "false_call_rate": (0.80, 0.50, 0.10), "asks_without_calling": (0.30, 1.00, 1.00),
-            "observation_in_answer": (0.061, 0.388, 0.755)}
+expected = {"tool_name_accuracy": (0.72, 0.82, 0.84), "argument_exact_match": (0.38, 0.62, 0.76),
+            "false_call_rate": (0.80, 0.50, 0.00), "asks_without_calling": (0.30, 1.00, 1.00),
+            "observation_in_answer": (0.061, 0.388, 0.735)}
 for column, figures in expected.items():
     measured = [row[column] for row in stages.values()]
     assert all(abs(m - f) < 0.01 for m, f in zip(measured, figures)), (column, measured)
@@ -994,7 +997,7 @@ def right_calls_of(folder, intent):
 by_intent = {folder: {i: right_calls_of(folder, i) for i in ("stock", "total")}
              for folder in ("chat_stage1", "chat_stage2", "chat")}
 print("exactly right calls of 10:", by_intent)
-assert by_intent["chat_stage2"]["total"] <= 1 and by_intent["chat"]["total"] == 6 and by_intent["chat"]["stock"] == 2
+assert by_intent["chat_stage2"]["total"] <= 1 and by_intent["chat"]["total"] == 6 and by_intent["chat"]["stock"] == 3
 
 # Sums, teacher-forced: stage 2 and the shipped stage 3 fed the right dialogues of 12 *training* sums.
 # The digits of an expression (counts and prices, one token each) are what a model must read from
@@ -1006,17 +1009,41 @@ for name, model in (("chat_stage2", stage2_model), ("chat", chat_model)):
     digit_mean[name] = sum(losses) / len(losses)
 print(f"digits of {len(train_totals)} training sums, mean loss: " + ", ".join(f"{k} {v:.2f}" for k, v in digit_mean.items())
       + f" nats (a copied order id's digits: {id_mean:.2f})")
-assert 0.8 < digit_mean["chat_stage2"] < 1.2 and abs(digit_mean["chat"] / digit_mean["chat_stage2"] - 1 / 8) < 0.03, digit_mean
+assert 0.8 < digit_mean["chat_stage2"] < 1.2 and abs(digit_mean["chat"] / digit_mean["chat_stage2"] - 1 / 6) < 0.03, digit_mean
+
+# %% [markdown]
+# Sixty dialogues are few: one call more or less moves a rate by two points. The README of the
+# shipped model also grades all 180 held-out tool dialogues (`python -m glm3_teach.agent --model
+# data/checkpoints/chat --split heldout`, stored as `heldout_tools.json`) and 60 questions in 22
+# phrasings that no split and no run uses, written after the training-only ones (`python
+# tools/tool_probe.py --model data/checkpoints/chat`, stored as `tool_probe.json`): a second
+# estimate of how it does on questions someone else phrases.
+
+# %% tags=["nbval-check-output"]
+whole = json.loads((CHAT / "heldout_tools.json").read_text(encoding="utf-8"))
+probe = json.loads((CHAT / "tool_probe.json").read_text(encoding="utf-8"))
+for name, figures in (("all 180 held-out", whole), ("probe, 60", probe)):
+    print(f"{name:17}" + "".join(f"{c.replace('_', ' '):>23}" for c in columns))
+    print(f"{'':17}" + "".join(f"{figures[c]:23.1%}" if figures[c] is not None else f"{'-':>23}" for c in columns))
+    print(f"{'':17}exactly right calls: " + ", ".join(f"{k} {v['call_ok']}/{v['items']}" for k, v in figures["by_intent"].items()
+                                                      if k in ("stock", "total", "order_status")))
+assert (whole["tool_items"], whole["no_tool_items"], probe["tool_items"]) == (150, 30, 60)
+assert abs(whole["argument_exact_match"] - 128 / 150) < 1e-9 and abs(whole["false_call_rate"] - 1 / 30) < 1e-9
+assert abs(whole["observation_in_answer"] - 0.858) < 0.001 and abs(whole["asks_without_calling"] - 28 / 30) < 1e-9
+assert (whole["by_intent"]["stock"]["call_ok"], whole["by_intent"]["total"]["call_ok"]) == (17, 22)
+assert abs(probe["argument_exact_match"] - 0.70) < 0.001 and abs(probe["observation_in_answer"] - 0.702) < 0.001
+assert [probe["by_intent"][i]["call_ok"] for i in ("stock", "total", "order_status")] == [14, 10, 18]
 
 
 # %% [markdown]
-# Each stage is better than the one before on every tool figure but one (stage 3 chooses the right
-# tool as often as stage 2, 82%; asks stays at 100% from stage 2 on). The shipped model calls a tool
-# for one of these ten questions that need none (its README counts the whole held-out split, where
-# the 5% target is met). Arguments and answers are closer to their targets (at least 85% exact
-# calls, at least 85% of answers using the observation) but not there. Where the shipped model
-# stands, then (the whole split, a probe in phrasings no run trained on, and the per-intent counts
-# are in `data/checkpoints/chat/README.md`, "Known problems"):
+# On the 60 each stage is better than the one before on every tool figure (asks stays at 100% from
+# stage 2 on), and on all 180 held-out dialogues the shipped model meets lesson 09's three targets:
+# 85.3% of its calls exactly right (128 of 150; two fewer and it would miss), one false call in 30,
+# the observation's values in 85.8% of its answers. Only just, and on the course's own held-out
+# phrasings, which every stage-3 run was compared on (`configs/chat.toml` records them all): on the
+# probe's phrasings it writes 70% of the calls right and uses the observation in 70% of its answers,
+# no better than the stage 3 before it (run y: 73% and 77%). Other people's questions will land
+# nearer the probe's figures. Where the shipped model stands, then:
 # - **Solved**: reading past 256 tokens (the context extension), the format of every call (parse
 #   rate 100%), copying an order id it has never seen from the question into the call (the
 #   teacher-forced losses and the repeated strings above), asking for the id when the customer did
@@ -1024,17 +1051,18 @@ assert 0.8 < digit_mean["chat_stage2"] < 1.2 and abs(digit_mean["chat"] / digit_
 #   alone when no tool is needed. The course's first chat models could do none of the copying.
 # - **Half done**: writing a calculator expression from the question's amounts. Stage 2 wrote none
 #   of the held-out sums right (it wrote the commonest training amounts and prices instead); the
-#   shipped stage 3 writes 6 of these 10 (its README counts the whole split), and mostly drops or
-#   changes one product of a three-product basket. Teacher-forced on training sums, the digits cost
-#   stage 2 about a nat each and stage 3 an eighth of that (above): 1,200 steps weighted towards
-#   sums taught it to read counts and products once the tools are in front, not yet reliably (it
-#   gets some of its own training sums wrong too, the README's fourth known problem).
-# - **Not yet**: choosing `check_stock` for the held-out phrasings (Chinese stock questions such as
-#   "查查普洱还剩几饼" mostly get a price or brewing answer, no call, although three of the training-only
-#   phrasings ask with 剩), and using the observation's values in every answer. A model of five
-#   million parameters trained on 1.6 M tokens of stories about a small world has little to read
-#   with. `configs/chat_stage1.toml`, `configs/chat_stage2.toml` and `configs/chat.toml` record each
-#   run that got here and what it changed (more fresh tool dialogues alone, run p, did not help); a
+#   shipped stage 3 writes 6 of these 10 and 22 of the 180's 30, and mostly drops or changes one
+#   product of a three-product basket. Teacher-forced on training sums, the digits cost stage 2
+#   about a nat each and stage 3 a sixth of that (above): 1,200 steps weighted towards sums taught
+#   it to read counts and products once the tools are in front, not yet reliably (it gets some of
+#   its own training sums wrong too, the README's fourth known problem).
+# - **Not yet**: choosing `check_stock` for every way of asking (17 of the 180's 30 stock questions
+#   and 14 of the probe's 24 get the right call; the others, Chinese ones such as "查查普洱还剩几饼"
+#   above all, mostly get a price or brewing answer, although five of the training-only phrasings
+#   ask with 剩), and using the observation's values in every answer. A model of five million
+#   parameters trained on 1.6 M tokens of stories about a small world has little to read with.
+#   `configs/chat_stage1.toml`, `configs/chat_stage2.toml` and `configs/chat.toml` record each run
+#   that got here and what it changed (more fresh tool dialogues alone, run p, did not help); a
 #   larger model, trained on ordinary text, learns these skills anyway. The exercises below take
 #   the first steps.
 
