@@ -408,7 +408,7 @@ class SFTConfig:
         if self.fresh_tool_weights and not self.fresh_tool_dialogues:
             raise ValueError("[sft] fresh_tool_weights weighs the fresh tool dialogues, but fresh_tool_dialogues is 0; "
                              "set fresh_tool_dialogues (e.g. 20000) or drop fresh_tool_weights")
-        if self.more_tool_phrasings not in (False, True, 2) or isinstance(self.more_tool_phrasings, float):
+        if type(self.more_tool_phrasings) not in (bool, int) or self.more_tool_phrasings not in (0, 1, 2):
             raise ValueError(f"[sft] more_tool_phrasings must be true, false or 2 (2: MORE_TOOL_TEMPLATES and "
                              f"SECOND_TOOL_TEMPLATES), got {self.more_tool_phrasings!r}")
         if self.more_tool_phrasings and not self.fresh_tool_dialogues:
@@ -706,9 +706,8 @@ def _repeats(sft: dict[str, Any]) -> str:
         weighted = ""
         if weights:
             weighted = ", intents weighted " + ", ".join(f"{k} x{w:g}" for k, w in weights.items()) + " (`fresh_tool_weights`)"
-        sets = ("", " and the training-only `MORE_TOOL_TEMPLATES`",
-                " and the training-only `MORE_TOOL_TEMPLATES` and `SECOND_TOOL_TEMPLATES`")
-        more = sets[int(sft.get("more_tool_phrasings", 0))] + (" (`more_tool_phrasings`)" if sft.get("more_tool_phrasings") else "")
+        sets = ["`MORE_TOOL_TEMPLATES`", "`SECOND_TOOL_TEMPLATES`"][:int(sft.get("more_tool_phrasings", 0))]
+        more = f" and the training-only {' and '.join(sets)} (`more_tool_phrasings`)" if sets else ""
         lines.append(f"- {fresh:,} more tool dialogues drawn afresh from the training templates{more}, with new ids and baskets "
                      f"(`fresh_tool_dialogues`, `glm3_teach.dialogues.fresh_tool_items`; not stored){weighted}\n")
     return "".join(lines)
